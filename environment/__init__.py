@@ -1,0 +1,1 @@
+"""The society: scheduler, conversation engine, episode records and store, the graph."""

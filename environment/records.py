@@ -1,0 +1,156 @@
+"""Value records of a conversation: Turn, Scene, Scores and Episode (frozen, validated)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+ROLES = ("seeker", "supporter", "peer", "interviewer", "interviewee", "user", "character")
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One utterance. ``failed`` turns carry an empty text and the reason in ``error``."""
+
+    speaker: str
+    text: str
+    memory_ids: tuple[str, ...] = ()
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    failed: bool = False
+    error: str = ""
+    goal: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.speaker:
+            raise ValueError("Turn.speaker must not be empty")
+        if self.failed == bool(self.text):
+            raise ValueError("a Turn has text exactly when it did not fail")
+        if self.prompt_tokens < 0 or self.completion_tokens < 0:
+            raise ValueError("token counts must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["memory_ids"] = list(self.memory_ids)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Turn:
+        return cls(**{**data, "memory_ids": tuple(data.get("memory_ids", ()))})
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Where and in what situation a conversation happens (Character-LLM's scene)."""
+
+    location: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Critic scores: dimension -> value (1-5, NaN when not applicable) with a short reason."""
+
+    values: dict[str, float]
+    reasons: dict[str, str]
+    overall: float
+
+    def __post_init__(self) -> None:
+        if set(self.values) != set(self.reasons):
+            raise ValueError("every score needs a reason")
+        if math.isnan(self.overall):
+            raise ValueError("overall must be a number")
+
+    def to_dict(self) -> dict[str, Any]:
+        values = {k: (None if math.isnan(v) else round(v, 4)) for k, v in self.values.items()}
+        return {**values, "overall": round(self.overall, 4)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], reasons: dict[str, str] | None = None) -> Scores:
+        values = {k: (math.nan if v is None else float(v)) for k, v in data.items() if k != "overall"}
+        reasons = reasons or {}
+        return cls(values, {k: reasons.get(k, "") for k in values}, float(data["overall"]))
+
+
+@dataclass(frozen=True)
+class Episode:
+    """A finished dyadic conversation. ``participants`` are names, unique within a society."""
+
+    id: str
+    round: int
+    participants: tuple[str, str]
+    personas: dict[str, tuple[str, ...]]
+    roles: dict[str, str]
+    turns: tuple[Turn, ...]
+    model: str
+    character_ids: dict[str, str] = field(default_factory=dict)
+    scene: Scene | None = None
+    stop_reason: str = ""
+    scores: Scores | None = None
+    models: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.participants) != 2 or self.participants[0] == self.participants[1]:
+            raise ValueError(f"episode {self.id}: needs two different participants")
+        if set(self.roles) != set(self.participants):
+            raise ValueError(f"episode {self.id}: roles must name both participants")
+        for role in self.roles.values():
+            if role not in ROLES:
+                raise ValueError(f"episode {self.id}: unknown role {role!r}; allowed: {ROLES}")
+        for turn in self.turns:
+            if turn.speaker not in self.participants:
+                raise ValueError(f"episode {self.id}: speaker {turn.speaker!r} is no participant")
+
+    def with_scores(self, scores: Scores) -> Episode:
+        return replace(self, scores=scores)
+
+    def utterances(self, speaker: str) -> list[str]:
+        return [t.text for t in self.turns if t.speaker == speaker and not t.failed]
+
+    def role_of(self, role: str) -> str | None:
+        return next((name for name, r in self.roles.items() if r == role), None)
+
+    @property
+    def token_counts(self) -> tuple[int, int]:
+        return (sum(t.prompt_tokens for t in self.turns), sum(t.completion_tokens for t in self.turns))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The export format: one self-contained JSON object per episode."""
+        return {
+            "id": self.id,
+            "round": self.round,
+            "participants": list(self.participants),
+            "character_ids": self.character_ids,
+            "personas": {k: list(v) for k, v in self.personas.items()},
+            "roles": self.roles,
+            "scene": asdict(self.scene) if self.scene else None,
+            "turns": [t.to_dict() for t in self.turns],
+            "stop_reason": self.stop_reason,
+            "scores": self.scores.to_dict() if self.scores else None,
+            "score_reasons": self.scores.reasons if self.scores else None,
+            "model": self.model,
+            "models": self.models,
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Episode:
+        scores = data.get("scores")
+        scene = data.get("scene")
+        return cls(
+            id=str(data["id"]),
+            round=int(data.get("round", 0)),
+            participants=tuple(data["participants"]),
+            personas={k: tuple(v) for k, v in data.get("personas", {}).items()},
+            roles=dict(data["roles"]),
+            turns=tuple(Turn.from_dict(t) for t in data["turns"]),
+            model=str(data.get("model", "")),
+            character_ids=dict(data.get("character_ids", {})),
+            scene=Scene(**scene) if scene else None,
+            stop_reason=str(data.get("stop_reason", "")),
+            scores=Scores.from_dict(scores, data.get("score_reasons")) if scores else None,
+            models=dict(data.get("models", {})),
+            meta=dict(data.get("meta", {})),
+        )

@@ -1,0 +1,176 @@
+"""The Markdown run report: settings, episodes, scores with 95% CIs, tokens, graph, examples."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import networkx as nx
+from scipy import stats
+
+from environment.graph import graph_metrics
+from environment.records import Episode, Turn
+
+QUOTE_LIMIT = 300
+
+
+def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, int]:
+    """Mean, t-interval half-width and n of ``values``, NaN values skipped.
+
+    The half-width is NaN for fewer than two values; the mean is NaN for none.
+    """
+    kept = [float(v) for v in values if v is not None and not math.isnan(v)]
+    n = len(kept)
+    if n == 0:
+        return math.nan, math.nan, 0
+    mean = math.fsum(kept) / n
+    if n < 2:
+        return mean, math.nan, n
+    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in kept) / (n - 1))
+    quantile = float(stats.t.ppf((1 + confidence) / 2, df=n - 1))
+    return mean, quantile * sd / math.sqrt(n), n
+
+
+def write_report(path: str | Path, *, title: str, config_summary: dict[str, str],
+                 episodes: Sequence[Episode], graph: nx.Graph, wall_seconds: float) -> str:
+    """Write the run report to ``path`` (a folder means ``<folder>/report.md``); return its text."""
+    sections = [
+        f"# {title}",
+        _settings_section(config_summary),
+        _episodes_section(episodes),
+        _scores_section(episodes),
+        _tokens_section(episodes, wall_seconds),
+        _graph_section(graph),
+        _examples_section(episodes),
+    ]
+    text = "\n\n".join(sections) + "\n"
+    path = Path(path)
+    if path.is_dir():
+        path = path / "report.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return text
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: tuple[str, ...], rows: Iterable[tuple[object, ...]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _number(value: float, digits: int = 2) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _settings_section(config_summary: dict[str, str]) -> str:
+    if not config_summary:
+        return "## Run settings\n\n(none given)"
+    return "## Run settings\n\n" + _table(("setting", "value"), config_summary.items())
+
+
+def _episodes_section(episodes: Sequence[Episode]) -> str:
+    turns = [t for e in episodes for t in e.turns]
+    failed = sum(t.failed for t in turns)
+    scored = sum(e.scores is not None for e in episodes)
+    lines = [
+        "## Episodes",
+        "",
+        f"- episodes: {len(episodes)} ({scored} scored)",
+        f"- turns: {len(turns)}, failed turns: {failed}",
+    ]
+    reasons = Counter(e.stop_reason or "(none)" for e in episodes)
+    if reasons:
+        lines += ["", _table(("stop reason", "episodes"), reasons.most_common())]
+    return "\n".join(lines)
+
+
+def score_dimensions(episodes: Iterable[Episode]) -> list[str]:
+    """The critic dimensions found in ``episodes``, in first-seen order."""
+    seen: dict[str, None] = {}
+    for episode in episodes:
+        if episode.scores is not None:
+            seen.update(dict.fromkeys(episode.scores.values))
+    return list(seen)
+
+
+def _scores_section(episodes: Sequence[Episode]) -> str:
+    scored = [e.scores for e in episodes if e.scores is not None]
+    if not scored:
+        return "## Scores\n\nNo episode was scored."
+    rows = []
+    for dimension in score_dimensions(episodes):
+        values = [s.values.get(dimension, math.nan) for s in scored]
+        rows.append(_score_row(dimension, values))
+    rows.append(_score_row("**overall**", [s.overall for s in scored]))
+    header = ("dimension", "mean", "95% CI ±", "n")
+    return "## Scores\n\nMean with the half-width of a 95% t-interval; NaN scores skipped.\n\n" \
+        + _table(header, rows)
+
+
+def _score_row(name: str, values: list[float]) -> tuple[str, str, str, int]:
+    mean, half_width, n = mean_ci(values)
+    return name, _number(mean), _number(half_width), n
+
+
+def _tokens_section(episodes: Sequence[Episode], wall_seconds: float) -> str:
+    prompt = sum(e.token_counts[0] for e in episodes)
+    completion = sum(e.token_counts[1] for e in episodes)
+    rate = completion / wall_seconds if wall_seconds > 0 else math.nan
+    rows = [
+        ("prompt tokens", prompt),
+        ("completion tokens", completion),
+        ("total tokens", prompt + completion),
+        ("completion tokens/s (wall)", _number(rate, 1)),
+        ("wall time", _duration(wall_seconds)),
+    ]
+    return "## Tokens and time\n\n" + _table(("quantity", "value"), rows)
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(max(seconds, 0.0), 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{seconds:.1f} s ({hours:d}:{minutes:02d}:{rest:04.1f})"
+
+
+def _graph_section(graph: nx.Graph) -> str:
+    metrics = graph_metrics(graph)
+    rows = [(name, _number(value, 3)) for name, value in metrics.items()]
+    note = ("mean_degree counts episodes per character; mean_partners counts distinct "
+            "partners per character.")
+    return "## Interaction graph\n\n" + _table(("metric", "value"), rows) + "\n\n" + note
+
+
+def _examples_section(episodes: Sequence[Episode]) -> str:
+    scored = [e for e in episodes if e.scores is not None]
+    if not scored:
+        return "## Best and worst episodes\n\nNo episode was scored."
+    best = max(scored, key=lambda e: e.scores.overall)
+    worst = min(scored, key=lambda e: e.scores.overall)
+    parts = ["## Best and worst episodes", _example("Best", best)]
+    if worst is not best:
+        parts.append(_example("Worst", worst))
+    return "\n\n".join(parts)
+
+
+def _example(label: str, episode: Episode) -> str:
+    header = (f"### {label}: `{episode.id}` (round {episode.round}, overall "
+              f"{episode.scores.overall:.2f})\n\n"
+              f"Participants: {' and '.join(episode.participants)}")
+    quote = "\n>\n".join(_quote_turn(t) for t in episode.turns[:2])
+    return header + ("\n\n" + quote if quote else "\n\n(no turns)")
+
+
+def _quote_turn(turn: Turn) -> str:
+    text = f"*(failed turn: {turn.error or 'no reason given'})*" if turn.failed else turn.text
+    text = " ".join(text.split())
+    if len(text) > QUOTE_LIMIT:
+        text = text[:QUOTE_LIMIT].rstrip() + " …"
+    return f"> **{turn.speaker}:** {text}"

