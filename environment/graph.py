@@ -81,6 +81,8 @@ def update_graph(graph: nx.Graph, episode: Episode) -> None:
     from ``episode.character_ids`` when given). An episode already on the edge is skipped,
     so replaying a store after a resumed run does not count it twice.
     """
+    if "," in episode.id:
+        raise ValueError(f"episode id {episode.id!r} contains a comma; episode_ids joins on it")
     for name in episode.participants:
         if name not in graph:
             graph.add_node(name, **_empty_attributes(name, episode.character_ids.get(name, "")))

@@ -128,7 +128,7 @@ def _tokens_section(episodes: Sequence[Episode], wall_seconds: float) -> str:
         ("prompt tokens", prompt),
         ("completion tokens", completion),
         ("total tokens", prompt + completion),
-        ("completion tokens/s (wall)", _number(rate, 1)),
+        ("completion tokens/s (wall)", _number(rate)),
         ("wall time", _duration(wall_seconds)),
     ]
     return "## Tokens and time\n\n" + _table(("quantity", "value"), rows)

@@ -77,6 +77,11 @@ def test_update_graph_is_incremental_and_skips_repeats(personas: list[Persona]) 
     assert edge["episodes"] == 2 and edge["mean_overall"] == pytest.approx(3.0)
 
 
+def test_episode_ids_with_commas_are_rejected(personas: list[Persona]) -> None:
+    with pytest.raises(ValueError, match="comma"):
+        build_graph(personas, [episode("a,b", "Ann", "Bob")])
+
+
 def test_unknown_participants_become_nodes(personas: list[Persona]) -> None:
     stranger = episode("e1", "Ann", "Zed")
     stranger = Episode(**{**stranger.__dict__, "character_ids": {"Zed": "id-zed"}})
@@ -168,3 +173,7 @@ def test_draw_large_graph(tmp_path: Path) -> None:
     episodes = [episode(str(k), f"p{a}", f"p{b}", 0, float(k % 5) + 1)
                 for k, (a, b) in enumerate(pairs) if a != b]
     _check_png(draw_graph(build_graph(people, episodes), tmp_path / "graph.png", seed=0))
+
+
+def test_draw_empty_graph(tmp_path: Path) -> None:
+    assert draw_graph(nx.Graph(), tmp_path / "empty.png", seed=0).read_bytes()[:8] == PNG_MAGIC

@@ -151,6 +151,23 @@ class LocalChatModel(BaseChatModel):
                 pad_token_id=self.tokenizer.pad_token_id)
         return self._decode(encoded, output)
 
+    def choice_probabilities(
+        self, conversations: Sequence[Sequence[BaseMessage]], choices: Sequence[str]
+    ) -> Any:
+        """P(next token = choice) right after the assistant's turn opens: shape (n, choices)."""
+        import numpy as np
+        import torch
+
+        ids = choice_token_ids(self.tokenizer, choices)
+        rows = []
+        for start in range(0, len(conversations), self.max_batch_size):
+            chunk = conversations[start : start + self.max_batch_size]
+            encoded = self.encode([self.render(m) for m in chunk])
+            with self._lock, torch.inference_mode():
+                logits = self.lm(**encoded).logits[:, -1, :]
+            rows.append(_softmax_rows(logits)[:, ids].cpu().numpy())
+        return np.concatenate(rows) if rows else np.zeros((0, len(choices)))
+
     def _decode(self, encoded: Any, output: Any) -> list[Completion]:
         new_tokens = output[:, encoded["input_ids"].shape[1] :]
         prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
@@ -177,3 +194,17 @@ def _as_message(completion: Completion) -> AIMessage:
         "total_tokens": completion.prompt_tokens + completion.completion_tokens,
     }
     return AIMessage(content=completion.text, usage_metadata=usage)
+
+
+def _softmax_rows(logits: Any) -> Any:
+    import torch
+
+    return torch.softmax(logits.float(), dim=-1)
+
+
+def choice_token_ids(tokenizer: Any, choices: Sequence[str]) -> list[int]:
+    """The single token id of each choice (e.g. the digits '1'..'5')."""
+    ids = [tokenizer.encode(choice, add_special_tokens=False) for choice in choices]
+    if any(len(i) != 1 for i in ids):
+        raise ValueError(f"each choice must be one token for this tokenizer: {list(choices)}")
+    return [i[0] for i in ids]

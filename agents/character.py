@@ -1,0 +1,60 @@
+"""A Character: a persona with a memory and a chat model, that can say its next line."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+
+from agents.persona import Persona
+from agents.prompting import PromptBuilder, ReplyContext
+from environment.records import Scene
+from memory.store import MemoryRecord, MemoryStore, Recalled
+
+
+@dataclass
+class Character:
+    """Persona + memory + chat model. ``adapter`` names a trained LoRA adapter ('' = base)."""
+
+    persona: Persona
+    memory: MemoryStore
+    model: BaseChatModel
+    prompts: PromptBuilder
+    adapter: str = ""
+    cohort: str = field(default="base")
+
+    @property
+    def name(self) -> str:
+        return self.persona.name
+
+    @property
+    def id(self) -> str:
+        return self.persona.id
+
+    def memory_query(self, history: Sequence[tuple[str, str]], partner: str, scene: Scene | None) -> str:
+        """What to recall: the partner's last line, else the meeting itself."""
+        for speaker, text in reversed(history):
+            if speaker != self.name:
+                return text
+        where = f" at {scene.location}" if scene else ""
+        return f"Meeting {partner}{where}. {self.persona.recent_worry}".strip()
+
+    def messages(self, context: ReplyContext) -> list[BaseMessage]:
+        return self.prompts.reply_messages(context)
+
+    def context(
+        self,
+        history: Sequence[tuple[str, str]],
+        partner: str,
+        role: str,
+        recalled: Sequence[Recalled] = (),
+        scene: Scene | None = None,
+        goal: str = "",
+    ) -> ReplyContext:
+        return ReplyContext(self.persona, partner, role, tuple(history),
+                            tuple(m.text for m in recalled), scene, goal)
+
+    def seed_memories(self, now: float, importance: float) -> list[MemoryRecord]:
+        return [MemoryRecord(self.id, text, "seed", importance, now) for text in self.persona.memories]

@@ -1,0 +1,92 @@
+"""The critic agent: a mixture of scorer experts per dimension, and a weighted overall score.
+
+Which experts carry a dimension, and how much each dimension weighs, is config: with the
+embedded 135M model the LLM judge is at chance, so the defaults rest on metric scorers that
+were checked against corrupted dialogues (see bench/critic_validity.py)."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from agents.persona import Persona
+from agents.scorers import Judgement
+from environment.records import Episode, Scores
+
+
+class Scorer(Protocol):
+    def score(self, episodes: Sequence[Episode], personas: Mapping[str, Persona]) -> list[Judgement]: ...
+
+
+@dataclass(frozen=True)
+class DimensionSpec:
+    """A dimension's weight in `overall` and its experts (scorer name -> mixing weight)."""
+
+    weight: float
+    experts: Mapping[str, float]
+
+    def __post_init__(self) -> None:
+        if self.weight < 0 or any(w < 0 for w in self.experts.values()):
+            raise ValueError("critic weights must be >= 0")
+
+    @property
+    def active_experts(self) -> dict[str, float]:
+        return {name: w for name, w in self.experts.items() if w > 0}
+
+
+def build_with(factory: Callable[..., Any], **resources: Any) -> Any:
+    """Call a scorer factory (a class or a Hydra partial) with the shared resources it accepts,
+    so one embedder and one chat model serve every scorer."""
+    parameters = inspect.signature(factory).parameters
+    return factory(**{k: v for k, v in resources.items() if k in parameters})
+
+
+class Critic:
+    def __init__(
+        self,
+        scorers: Mapping[str, Callable[..., Scorer] | Scorer],
+        dimensions: Mapping[str, Mapping[str, Any] | DimensionSpec],
+        **resources: Any,
+    ) -> None:
+        self.dimensions = {name: spec if isinstance(spec, DimensionSpec)
+                           else DimensionSpec(float(spec["weight"]), dict(spec["experts"]))
+                           for name, spec in dimensions.items()}
+        needed = {e for spec in self.dimensions.values() for e in spec.active_experts}
+        unknown = needed - set(scorers)
+        if unknown:
+            raise ValueError(f"critic experts without a scorer: {sorted(unknown)}")
+        self.scorers = {name: factory if hasattr(factory, "score") else build_with(factory, **resources)
+                        for name, factory in scorers.items() if name in needed}
+        if not any(spec.weight > 0 for spec in self.dimensions.values()):
+            raise ValueError("at least one critic dimension needs a weight > 0")
+
+    def __call__(self, episode: Episode, personas: Mapping[str, Persona] | None = None) -> Scores:
+        return self.score([episode], personas)[0]
+
+    def score(self, episodes: Sequence[Episode], personas: Mapping[str, Persona] | None = None
+              ) -> list[Scores]:
+        personas = personas or {}
+        judgements = {name: scorer.score(episodes, personas) for name, scorer in self.scorers.items()}
+        return [self._combine({n: j[i] for n, j in judgements.items()}) for i in range(len(episodes))]
+
+    def _combine(self, by_scorer: Mapping[str, Judgement]) -> Scores:
+        values: dict[str, float] = {}
+        reasons: dict[str, str] = {}
+        for dimension, spec in self.dimensions.items():
+            parts = [(by_scorer[e].get(dimension, (math.nan, "")), w) for e, w in spec.active_experts.items()]
+            usable = [((v, r), w) for (v, r), w in parts if not math.isnan(v)]
+            weight = sum(w for _, w in usable)
+            values[dimension] = sum(v * w for (v, _), w in usable) / weight if weight else math.nan
+            reasons[dimension] = "; ".join(r for (_, r), _ in parts if r)
+        return Scores(values, reasons, self._overall(values))
+
+    def _overall(self, values: Mapping[str, float]) -> float:
+        """Weighted mean over the dimensions that apply; 1.0 (the floor) if none does, which
+        happens only when no line was said."""
+        pairs = [(values[d], s.weight) for d, s in self.dimensions.items()
+                 if s.weight > 0 and not math.isnan(values[d])]
+        total = sum(w for _, w in pairs)
+        return sum(v * w for v, w in pairs) / total if total else 1.0

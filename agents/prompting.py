@@ -1,0 +1,81 @@
+"""Prompt templates (Jinja, strict undefined) rendered into LangChain messages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+
+from agents.persona import Persona
+from environment.records import Scene
+
+PROMPTS_DIR = Path(__file__).parent / "prompts"
+
+
+@dataclass(frozen=True)
+class ReplyContext:
+    """Everything a character needs to say its next line."""
+
+    persona: Persona
+    partner: str
+    role: str
+    history: Sequence[tuple[str, str]]  # (speaker name, text), oldest first
+    memories: Sequence[str] = ()
+    scene: Scene | None = None
+    goal: str = ""
+
+
+class PromptBuilder:
+    """Renders `reply.jinja` (system) and the history as alternating user/assistant turns."""
+
+    def __init__(self, directory: str | None = None, history_window: int = 6) -> None:
+        self.directory = Path(directory) if directory else PROMPTS_DIR
+        self.history_window = history_window
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(self.directory), undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=False, autoescape=False)
+
+    def render(self, template: str, **variables: Any) -> str:
+        return self.env.get_template(template).render(**variables).strip()
+
+    @cached_property
+    def role_instructions(self) -> dict[str, str]:
+        return yaml.safe_load((self.directory / "roles.yaml").read_text())
+
+    @cached_property
+    def attribute_instructions(self) -> dict[str, dict[str, str]]:
+        return yaml.safe_load((self.directory / "attributes.yaml").read_text())
+
+    def attribute_lines(self, persona: Persona) -> list[str]:
+        return [self.attribute_instructions[name][value]
+                for name, value in (("language_style", persona.language_style),
+                                    ("attitude", persona.attitude),
+                                    ("mentality", persona.mentality)) if value]
+
+    def system_prompt(self, context: ReplyContext) -> str:
+        worry = context.persona.recent_worry or "something is on your mind."
+        instruction = self.role_instructions[context.role].format(partner=context.partner, worry=worry)
+        return self.render("reply.jinja", persona=context.persona, partner=context.partner,
+                           memories=list(context.memories), scene=context.scene, goal=context.goal,
+                           role_instruction=instruction,
+                           attribute_lines=self.attribute_lines(context.persona))
+
+    def reply_messages(self, context: ReplyContext) -> list[BaseMessage]:
+        """System prompt, an opening cue, then the recent history from the speaker's side."""
+        me = context.persona.name
+        cue = self.render("opening.jinja", partner=context.partner, scene=context.scene)
+        messages: list[BaseMessage] = [SystemMessage(self.system_prompt(context))]
+        history = list(context.history)[-self.history_window :]
+        if history and history[0][0] != me:
+            messages.append(HumanMessage(history.pop(0)[1]))
+        else:
+            messages.append(HumanMessage(cue))
+        for speaker, text in history:
+            messages.append(AIMessage(text) if speaker == me else HumanMessage(text))
+        return messages

@@ -1,0 +1,67 @@
+"""Model output is untrusted: clean a raw reply strictly or reject it (never invent text)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
+_LEAKED_TURN = re.compile(r"\n\s*[A-Z][\w .'-]{0,40}:|<\||\n\s*\n|\b(?:User|Assistant|System):", re.S)
+_GOODBYE = re.compile(r"\b(good\s?bye|bye|see you|farewell|take care|talk (?:to you )?later)\b", re.I)
+_AI_DISCLAIMER = re.compile(r"\bas an ai\b|\blanguage model\b", re.I)
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    """A usable reply (``text``) or the reason it was rejected (``error``)."""
+
+    text: str = ""
+    error: str = ""
+
+
+def clean_reply(raw: str, speaker: str, partner: str, max_sentences: int = 3) -> Cleaned:
+    """Drop a leaked 'Name:' prefix, cut at a leaked next turn, keep whole sentences."""
+    text = raw.strip()
+    text = re.sub(rf"^\s*(?:{re.escape(speaker)}|Me|Assistant)\s*:\s*", "", text, flags=re.I)
+    leak = _LEAKED_TURN.search(text)
+    if leak:
+        text = text[: leak.start()]
+    text = re.sub(r"\s+", " ", text).strip().strip('"').strip()
+    if partner and text.lower().startswith(partner.lower() + ":"):
+        return Cleaned(error="the reply speaks for the partner")
+    text = whole_sentences(text, max_sentences)
+    if not re.search(r"[A-Za-z]{2}", text):
+        return Cleaned(error=f"empty or unreadable reply: {raw[:60]!r}")
+    if _AI_DISCLAIMER.search(text):
+        return Cleaned(error="the reply breaks character (mentions being an AI)")
+    return Cleaned(text=text)
+
+
+def whole_sentences(text: str, max_sentences: int) -> str:
+    """Up to ``max_sentences`` complete sentences; an unfinished tail is dropped if a
+    complete sentence precedes it (a capped generation usually stops mid-sentence)."""
+    parts = [p for p in _SENTENCE_END.split(text) if p]
+    if len(parts) > 1 and not re.search(r"[.!?…][\"')\]]*$", parts[-1]):
+        parts = parts[:-1]
+    return " ".join(parts[:max_sentences]).strip()
+
+
+def is_goodbye(text: str) -> bool:
+    return bool(_GOODBYE.search(text))
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z']+", text.lower()))
+
+
+def is_repetition(text: str, earlier: Sequence[str], threshold: float = 0.8) -> bool:
+    """True if ``text`` repeats an earlier utterance (Jaccard word overlap >= threshold)."""
+    words = _words(text)
+    if not words:
+        return True
+    for previous in earlier:
+        other = _words(previous)
+        if other and len(words & other) / len(words | other) >= threshold:
+            return True
+    return False

@@ -1,0 +1,85 @@
+"""Command-line checks around Hydra: bad input is one line and exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from environment.errors import SalonError, UsageError
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+HYDRA_FLAGS = {"-m", "--multirun", "--cfg", "-c", "--info", "--help", "-h", "--hydra-help",
+               "--resolve", "--package", "-p", "--config-dir", "-cd", "--config-name", "-cn"}
+
+
+@contextlib.contextmanager
+def reports_user_errors() -> Iterator[None]:
+    """Turn a SalonError into one line on stderr and its exit code."""
+    try:
+        yield
+    except SalonError as error:
+        print(f"salon: error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
+
+
+def check_arguments(arguments: list[str]) -> None:
+    """Catch unknown config-group options (`matching=nope`) and unknown keys before Hydra does,
+    so the user gets one line naming the key and what is allowed."""
+    overrides = [a for a in arguments if "=" in a and not a.startswith("-")]
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        group = CONF_DIR / key
+        if group.is_dir() and "." not in key:
+            options = sorted(p.stem for p in group.glob("*.yaml"))
+            for choice in _sweep_values(value):
+                if choice not in options and choice != "null":
+                    raise UsageError(f"{key}={choice} is not a known option; allowed: {', '.join(options)}")
+    _compose_first(overrides)
+
+
+def _sweep_values(value: str) -> list[str]:
+    if value.startswith(("range(", "choice(", "interval(", "glob(")):
+        return []
+    return [v.strip() for v in value.split(",")] if "," in value else [value]
+
+
+def _compose_first(overrides: list[str]) -> None:
+    """Compose the config with the first value of every sweep to surface unknown keys."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    first = [o if "," not in o.partition("=")[2] else o.split(",")[0] for o in overrides
+             if not o.startswith(("hydra.", "+hydra."))]
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            compose("config", overrides=first)
+    except (HydraException, OmegaConfBaseException) as error:
+        message = str(error).splitlines()[0]
+        raise UsageError(f"{message} (see `python run.py --help` for the config groups)") from None
+
+
+def with_resume_dir(argv: list[str]) -> list[str]:
+    """`resume=<folder>` continues in that folder: Hydra writes there too, without
+    overwriting the original run's saved config."""
+    for argument in argv[1:]:
+        if argument.startswith("resume=") and argument != "resume=null":
+            folder = argument.partition("=")[2]
+            return [*argv, f"hydra.run.dir={folder}", "hydra.output_subdir=null"]
+    return argv
+
+
+def resumed_config(cfg: DictConfig) -> DictConfig:
+    folder = Path(cfg.resume).expanduser()
+    saved = folder / "config.yaml"
+    if not saved.is_file():
+        raise UsageError(f"resume={cfg.resume}: no Salon run there (missing {saved.name}); "
+                         "give the folder of an earlier run")
+    resumed = OmegaConf.load(saved)
+    resumed.resume = str(folder)
+    resumed.paths.run_dir = str(folder)
+    return resumed

@@ -1,0 +1,24 @@
+"""A run's outputs: episodes.jsonl, graph.graphml, graph.png and report.md."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from agents.persona import Persona
+from environment.graph import build_graph, draw_graph, save_graphml
+from environment.report import write_report
+from environment.store import SQLiteEpisodeStore
+
+
+def export_run(folder: Path, store: SQLiteEpisodeStore, personas: Sequence[Persona], *, seed: int,
+               summary: dict[str, str], wall_seconds: float, title: str = "Salon run") -> list[Path]:
+    episodes = store.episodes()
+    store.export_jsonl(folder / "episodes.jsonl")
+    graph = build_graph(personas, episodes)
+    save_graphml(graph, folder / "graph.graphml")
+    draw_graph(graph, folder / "graph.png", seed=seed)
+    write_report(folder / "report.md", title=title, config_summary=summary, episodes=episodes,
+                 graph=graph, wall_seconds=wall_seconds)
+    return [folder / name for name in ("episodes.sqlite", "episodes.jsonl", "graph.graphml",
+                                       "graph.png", "report.md")]

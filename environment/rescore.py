@@ -1,0 +1,50 @@
+"""`task=score input=<episodes.jsonl>`: re-score stored or external episodes with the critic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig
+
+from environment import build
+from environment.errors import UsageError
+from environment.records import Episode
+
+
+def read_episodes(path: Path) -> list[Episode]:
+    """Episodes in the export format, one JSON object per line; errors name file and line."""
+    if not path.is_file():
+        raise UsageError(f"input={path}: no such file; give an episodes.jsonl")
+    episodes = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            episodes.append(Episode.from_dict(json.loads(line)))
+        except (ValueError, KeyError, TypeError) as error:
+            raise UsageError(f"{path}, line {number}: not an episode ({error})") from None
+    if not episodes:
+        raise UsageError(f"input={path}: the file holds no episodes")
+    return episodes
+
+
+def score_task(cfg: DictConfig) -> None:
+    if not cfg.input:
+        raise UsageError("input is missing: python run.py task=score input=<episodes.jsonl>")
+    source = Path(to_absolute_path(cfg.input))
+    episodes = read_episodes(source)
+    embedder = build.build_embedder(cfg)
+    model = build.build_model(cfg) if _judge_weighted(cfg) else None
+    critic = build.build_critic(cfg, embedder, model)
+    scored = [e.with_scores(s) for e, s in zip(episodes, critic.score(episodes), strict=True)]
+    target = build.run_dir(cfg) / f"{source.stem}.scored.jsonl"
+    target.write_text("".join(json.dumps(e.to_dict()) + "\n" for e in scored))
+    mean = sum(e.scores.overall for e in scored if e.scores) / len(scored)
+    print(f"salon: scored {len(scored)} episodes (mean overall {mean:.2f}) -> {target}")
+
+
+def _judge_weighted(cfg: DictConfig) -> bool:
+    return any(float(w) > 0 for spec in cfg.critic.dimensions.values()
+               for name, w in spec.experts.items() if name == "judge")

@@ -1,0 +1,37 @@
+#!/usr/bin/env python
+"""Salon's one entry point: `python run.py task=<name> key=value ...` (Hydra)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+import sys  # noqa: E402
+
+import hydra  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from environment.cli import check_arguments, reports_user_errors, resumed_config, with_resume_dir  # noqa: E402
+from environment.runtime import quiet_libraries  # noqa: E402
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    quiet_libraries()
+    with reports_user_errors():
+        if cfg.resume:
+            cfg = resumed_config(cfg)
+        task = instantiate(cfg.task)
+        task(cfg)
+
+
+if __name__ == "__main__":
+    with reports_user_errors():
+        check_arguments(sys.argv[1:])
+    sys.argv = with_resume_dir(sys.argv)
+    main()
