@@ -10,14 +10,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-import sys  # noqa: E402
+import sys
 
-import hydra  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
-from environment.cli import check_arguments, reports_user_errors, resumed_config, with_resume_dir  # noqa: E402
-from environment.runtime import quiet_libraries  # noqa: E402
+from environment.cli import check_arguments, reports_user_errors, resumed_config, with_resume_dir
+from environment.runtime import quiet_libraries
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
