@@ -58,6 +58,7 @@ class Critic:
         unknown = needed - set(scorers)
         if unknown:
             raise ValueError(f"critic experts without a scorer: {sorted(unknown)}")
+        self.embedder = resources.get("embedder")
         self.scorers = {name: factory if hasattr(factory, "score") else build_with(factory, **resources)
                         for name, factory in scorers.items() if name in needed}
         if not any(spec.weight > 0 for spec in self.dimensions.values()):
@@ -69,8 +70,15 @@ class Critic:
     def score(self, episodes: Sequence[Episode], personas: Mapping[str, Persona] | None = None
               ) -> list[Scores]:
         personas = personas or {}
+        self._prefetch(episodes)
         judgements = {name: scorer.score(episodes, personas) for name, scorer in self.scorers.items()}
         return [self._combine({n: j[i] for n, j in judgements.items()}) for i in range(len(episodes))]
+
+    def _prefetch(self, episodes: Sequence[Episode]) -> None:
+        """Embed every line and persona fact once, in one batch, before the scorers ask."""
+        if self.embedder is not None:
+            texts = [t.text for e in episodes for t in e.turns if not t.failed]
+            self.embedder(texts + [f for e in episodes for facts in e.personas.values() for f in facts])
 
     def _combine(self, by_scorer: Mapping[str, Judgement]) -> Scores:
         values: dict[str, float] = {}

@@ -6,10 +6,18 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
+# A sentence ends at . ! ? or … and any closing quotes/brackets, which stay with it.
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"')\]])|(?<=[.!?…][\"')\]]{2}))\s+")
 _LEAKED_TURN = re.compile(r"\n\s*[A-Z][\w .'-]{0,40}:|<\||\n\s*\n|\b(?:User|Assistant|System):", re.S)
-_GOODBYE = re.compile(r"\b(good\s?bye|bye|see you|farewell|take care|talk (?:to you )?later)\b", re.I)
-_AI_DISCLAIMER = re.compile(r"\bas an ai\b|\blanguage model\b", re.I)
+# "see you" and "take care" only as farewells: not "I see you like tea", "I take care of my mum".
+_GOODBYE = re.compile(
+    r"\b(?:(?:good\s?-?bye|bye(?:-bye)?|farewell|talk (?:to you )?(?:later|soon))\b"
+    r"|(?<!to )(?<!i )see you"
+    r"(?:\s+(?:soon|later|tomorrow|next|around|then|again|there|on|at)\b|\s*(?:[.!,]|$))"
+    r"|take care(?! of (?!yourself))\b)", re.I)
+_AI_DISCLAIMER = re.compile(
+    r"\bas an? (?:ai|artificial intelligence)\b|\blanguage model\b"
+    r"|\b(?:i am|i'm) (?:just |only )?an? (?:ai|artificial intelligence|chatbot|virtual assistant)\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -23,12 +31,14 @@ class Cleaned:
 def clean_reply(raw: str, speaker: str, partner: str, max_sentences: int = 3) -> Cleaned:
     """Drop a leaked 'Name:' prefix, cut at a leaked next turn, keep whole sentences."""
     text = raw.strip()
-    text = re.sub(rf"^\s*(?:{re.escape(speaker)}|Me|Assistant)\s*:\s*", "", text, flags=re.I)
+    names = "|".join(re.escape(n) for n in dict.fromkeys([speaker, speaker.split(" ")[0]]) if n)
+    text = re.sub(rf"^\s*(?:{names}|Me|Assistant)\s*:\s*", "", text, flags=re.I)
     leak = _LEAKED_TURN.search(text)
     if leak:
         text = text[: leak.start()]
-    text = re.sub(r"\s+", " ", text).strip().strip('"').strip()
-    if partner and text.lower().startswith(partner.lower() + ":"):
+    text = _unquote(re.sub(r"\s+", " ", text).strip())
+    if partner and re.match(rf"(?:{re.escape(partner)}|{re.escape(partner.split(' ')[0])})\s*:",
+                            text, flags=re.I):
         return Cleaned(error="the reply speaks for the partner")
     text = whole_sentences(text, max_sentences)
     if not re.search(r"[A-Za-z]{2}", text):
@@ -36,6 +46,17 @@ def clean_reply(raw: str, speaker: str, partner: str, max_sentences: int = 3) ->
     if _AI_DISCLAIMER.search(text):
         return Cleaned(error="the reply breaks character (mentions being an AI)")
     return Cleaned(text=text)
+
+
+def _unquote(text: str) -> str:
+    """Drop quotes around the whole reply ('"Hi."' or an unclosed '"Hi.'), not quotes inside
+    it ('She said "yes."' keeps both)."""
+    quotes = text.count('"')
+    if quotes == 2 and text.startswith('"') and text.endswith('"'):
+        return text[1:-1].strip()
+    if quotes == 1 and (text.startswith('"') or text.endswith('"')):
+        return text.strip('"').strip()
+    return text
 
 
 def whole_sentences(text: str, max_sentences: int) -> str:

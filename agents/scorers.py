@@ -58,10 +58,13 @@ class PersonaConsistency:
 
 @dataclass
 class Naturalness:
-    """Distinct bigrams and the share of replies that repeat an earlier one; failed turns count
-    as unnatural."""
+    """Does it read like a conversation: each line takes up the one before (cosine of
+    consecutive lines), lines are not repeated, and no turn failed."""
 
+    embedder: object
     repetition_threshold: float = 0.6
+    low: float = 0.0
+    high: float = 0.35
     dimension: str = "naturalness"
 
     def score(self, episodes: Sequence[Episode], personas: Mapping[str, Persona]) -> list[Judgement]:
@@ -69,15 +72,15 @@ class Naturalness:
 
     def _one(self, episode: Episode) -> Judgement:
         texts = [t.text for t in episode.turns if not t.failed]
-        if not texts:
-            return {self.dimension: (NAN, "no utterances")}
+        if len(texts) < 2:
+            return {self.dimension: (NAN, "fewer than two lines")}
+        vectors = self.embedder(texts)
+        coherence = float(np.mean(np.sum(vectors[1:] * vectors[:-1], axis=1)))
         repeats = sum(is_repetition(t, texts[:i], self.repetition_threshold)
                       for i, t in enumerate(texts))
         bad = (repeats + len(episode.turns) - len(texts)) / len(episode.turns)
-        distinct = distinct_n(texts, 2)
-        value = distinct * (1.0 - bad)
-        return {self.dimension: (to_scale(value, 0.3, 0.95),
-                                 f"distinct-2 {distinct:.2f}, repeated/failed {bad:.0%}")}
+        value = max(to_scale(coherence, self.low, self.high) * (1.0 - bad), 1.0)
+        return {self.dimension: (value, f"coherence {coherence:.2f}, repeated/failed {bad:.0%}")}
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float:

@@ -12,6 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 from environment.errors import SalonError, UsageError
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+SIMULATE_TASK = "environment.simulation.simulate_task"
+SHIPPED_BANK = CONF_DIR.parent / "agents" / "data" / "bank.jsonl"
 HYDRA_FLAGS = {"-m", "--multirun", "--cfg", "-c", "--info", "--help", "-h", "--hydra-help",
                "--resolve", "--package", "-p", "--config-dir", "-cd", "--config-name", "-cn"}
 
@@ -38,7 +40,24 @@ def check_arguments(arguments: list[str]) -> None:
             for choice in _sweep_values(value):
                 if choice not in options and choice != "null":
                     raise UsageError(f"{key}={choice} is not a known option; allowed: {', '.join(options)}")
-    _compose_first(overrides)
+    check_config(_compose_first(overrides))
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Checks that need no model, run before Hydra makes a run folder: the resume folder, the
+    simulation's values and the bank file (so a bad value leaves no half-made run behind)."""
+    if cfg.resume:
+        saved_config(cfg.resume)
+        return  # a resumed run uses its saved, already checked config
+    if OmegaConf.select(cfg, "task._target_") == SIMULATE_TASK:
+        from agents.bank import load_bank
+        from environment.validation import check_simulation
+
+        check_simulation(cfg)
+        bank = load_bank(Path(cfg.society.bank).expanduser() if cfg.society.bank else SHIPPED_BANK)
+        if cfg.society.size > len(bank):
+            raise UsageError(f"society.size={cfg.society.size} is invalid: the bank has only "
+                             f"{len(bank)} characters")
 
 
 def _sweep_values(value: str) -> list[str]:
@@ -47,7 +66,7 @@ def _sweep_values(value: str) -> list[str]:
     return [v.strip() for v in value.split(",")] if "," in value else [value]
 
 
-def _compose_first(overrides: list[str]) -> None:
+def _compose_first(overrides: list[str]) -> DictConfig:
     """Compose the config with the first value of every sweep to surface unknown keys."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
@@ -57,7 +76,7 @@ def _compose_first(overrides: list[str]) -> None:
              if not o.startswith(("hydra.", "+hydra."))]
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            compose("config", overrides=first)
+            return compose("config", overrides=first)
     except (HydraException, OmegaConfBaseException) as error:
         message = str(error).splitlines()[0]
         raise UsageError(f"{message} (see `python run.py --help` for the config groups)") from None
@@ -73,13 +92,18 @@ def with_resume_dir(argv: list[str]) -> list[str]:
     return argv
 
 
+def saved_config(resume: str) -> Path:
+    """The config.yaml of the run folder ``resume``; a UsageError if there is none."""
+    saved = Path(resume).expanduser() / "config.yaml"
+    if not saved.is_file():
+        raise UsageError(f"resume={resume}: no Salon run there (missing {saved.name}); "
+                         "give the folder of an earlier run")
+    return saved
+
+
 def resumed_config(cfg: DictConfig) -> DictConfig:
     folder = Path(cfg.resume).expanduser()
-    saved = folder / "config.yaml"
-    if not saved.is_file():
-        raise UsageError(f"resume={cfg.resume}: no Salon run there (missing {saved.name}); "
-                         "give the folder of an earlier run")
-    resumed = OmegaConf.load(saved)
+    resumed = OmegaConf.load(saved_config(cfg.resume))
     resumed.resume = str(folder)
     resumed.paths.run_dir = str(folder)
     return resumed

@@ -7,6 +7,12 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 ROLES = ("seeker", "supporter", "peer", "interviewer", "interviewee", "user", "character")
+SCALE = (1.0, 5.0)  # the critic's scale
+_SLACK = 1e-6  # a weighted mean of values on the scale may overshoot it by a rounding error
+
+
+def _on_scale(value: float) -> bool:
+    return SCALE[0] - _SLACK <= value <= SCALE[1] + _SLACK
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,11 @@ class Scores:
             raise ValueError("every score needs a reason")
         if math.isnan(self.overall):
             raise ValueError("overall must be a number")
+        if not _on_scale(self.overall):
+            raise ValueError(f"overall={self.overall} is off the scale {SCALE}")
+        for name, value in self.values.items():
+            if not (math.isnan(value) or _on_scale(value)):
+                raise ValueError(f"score {name}={value} is off the scale {SCALE} (NaN if not applicable)")
 
     def to_dict(self) -> dict[str, Any]:
         values = {k: (None if math.isnan(v) else round(v, 4)) for k, v in self.values.items()}
@@ -92,6 +103,10 @@ class Episode:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not self.id:
+            raise ValueError("Episode.id must not be empty")
+        if self.round < 0:
+            raise ValueError(f"episode {self.id}: round must be >= 0")
         if len(self.participants) != 2 or self.participants[0] == self.participants[1]:
             raise ValueError(f"episode {self.id}: needs two different participants")
         if set(self.roles) != set(self.participants):

@@ -79,13 +79,19 @@ class SQLiteEpisodeStore:
 
     def export_jsonl(self, path: Path) -> int:
         """Write every episode as one JSON line, atomically (temp file, then rename)."""
-        handle = tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp")
+        descriptor, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         count = 0
-        with handle:
-            for (body,) in self.connection.execute("SELECT body FROM episodes ORDER BY round, id"):
-                handle.write(body + "\n")
-                count += 1
-        os.replace(handle.name, path)
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                for (body,) in self.connection.execute("SELECT body FROM episodes ORDER BY round, id"):
+                    handle.write(body + "\n")
+                    count += 1
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)  # no half-written temp file left behind
+            raise
         return count
 
     def begin_round(self, round_index: int, rng_state: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -27,12 +28,15 @@ def bundled_minilm_path() -> Path:
 class SentenceEmbedder:
     """``Callable[[list[str]], ndarray]``: L2-normalised float32 rows, one per text."""
 
-    def __init__(self, path: str | None = None, device: str = "auto", batch_size: int = 64) -> None:
+    def __init__(self, path: str | None = None, device: str = "auto", batch_size: int = 64,
+                 cache_size: int = 20_000) -> None:
         self.path = Path(path).expanduser() if path else bundled_minilm_path()
         if not (self.path / "modules.json").is_file() and not (self.path / "config.json").is_file():
             raise UsageError(f"embedder.path={str(self.path)!r} is not a sentence-transformers folder")
         self.device = device
         self.batch_size = batch_size
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @property
     def name(self) -> str:
@@ -51,9 +55,20 @@ class SentenceEmbedder:
         return int(self.model.get_embedding_dimension())
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeds the texts not seen recently in one batch; the rest come from an LRU cache
+        (scorers and memory ask for the same persona facts and lines again and again)."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(list(texts), batch_size=self.batch_size,
-                                    normalize_embeddings=True, show_progress_bar=False,
-                                    convert_to_numpy=True)
-        return vectors.astype(np.float32, copy=False)
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            vectors = self.model.encode(missing, batch_size=self.batch_size, normalize_embeddings=True,
+                                        show_progress_bar=False, convert_to_numpy=True)
+            for text, vector in zip(missing, vectors.astype(np.float32, copy=False), strict=True):
+                self._cache[text] = vector
+        rows = []
+        for text in texts:
+            self._cache.move_to_end(text)
+            rows.append(self._cache[text])
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return np.stack(rows)

@@ -45,7 +45,7 @@ class LocalChatModel(BaseChatModel):
     device: str = "auto"
     dtype: str = "auto"
     max_new_tokens: int = 48
-    temperature: float = 0.7
+    temperature: float = 0.5
     top_p: float = 0.9
     repetition_penalty: float = 1.2
     max_batch_size: int = 16

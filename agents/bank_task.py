@@ -1,0 +1,47 @@
+"""`task=bank`: write a character bank (template, LLM-rewritten, or imported)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from hydra.utils import instantiate, to_absolute_path
+from omegaconf import DictConfig
+
+from agents.bank import generate_template_bank, save_bank
+from agents.bank_llm import rewrite_with_llm
+from agents.importers import personachat_personas, read_personachat, read_profile
+from agents.persona import Persona
+from environment.errors import UsageError, require
+
+SOURCES = ("template", "personachat", "profile")
+
+
+def bank_task(cfg: DictConfig) -> None:
+    settings = cfg.bank
+    require(settings.source in SOURCES, "bank.source", f"one of {', '.join(SOURCES)}", settings.source)
+    require(settings.generator in ("template", "llm"), "bank.generator", "template or llm",
+            settings.generator)
+    personas = _source_personas(cfg)
+    if settings.generator == "llm" and settings.source == "template":
+        personas, failed = rewrite_with_llm(personas, instantiate(cfg.model), list(settings.llm_fields),
+                                            settings.retries)
+        print(f"salon: the chat model rewrote {len(personas) * len(settings.llm_fields) - failed} "
+              f"fields; {failed} kept their template text (see extra.llm_failed_fields)")
+    out = Path(to_absolute_path(settings.out)) if settings.out else Path(cfg.paths.run_dir) / "bank.jsonl"
+    save_bank(personas, out)
+    print(f"salon: wrote {len(personas)} characters to {out}")
+
+
+def _source_personas(cfg: DictConfig) -> list[Persona]:
+    settings = cfg.bank
+    if settings.source == "template":
+        require(isinstance(settings.per_type, int) and settings.per_type >= 1, "bank.per_type",
+                "a whole number >= 1", settings.per_type)
+        return generate_template_bank(settings.per_type, np.random.default_rng(cfg.seed))
+    if not settings.path:
+        raise UsageError(f"bank.path is missing: bank.source={settings.source} reads a file")
+    path = Path(to_absolute_path(settings.path))
+    if settings.source == "personachat":
+        return personachat_personas(read_personachat(path, settings.split))
+    return [read_profile(path)]

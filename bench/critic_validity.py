@@ -1,0 +1,164 @@
+"""Does each critic dimension tell real dialogues from corrupted ones?
+
+`python -m bench.critic_validity [--dialogues 200] [--critic default]` scores Persona-Chat
+dev dialogues (0-199, never the test split) and, per dimension, the same dialogues with one
+corruption aimed at that dimension; it prints the AUC (probability that the real dialogue
+scores higher) per dimension and scorer as a JSON line. An AUC near 0.5 means the scorer
+cannot see what it claims to measure; such a scorer must not carry weight in `overall`.
+
+For the role-based dimensions the first speaker plays the seeker, the second the supporter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import mannwhitneyu
+
+from agents.importers import personachat_episodes, personachat_personas, read_personachat
+from environment.records import Episode, Turn
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+PERSONACHAT = Path(__file__).resolve().parents[2] / "shared/data/personachat/valid_both_original_no_cands.txt"
+ACKS = ("ok.", "i see.", "yes.", "cool.", "sure.", "hmm.")
+Corruption = Callable[[Episode, Episode, np.random.Generator], Episode]
+
+
+def as_support(episode: Episode) -> Episode:
+    seeker, supporter = episode.participants
+    return dataclasses.replace(episode, roles={seeker: "seeker", supporter: "supporter"})
+
+
+def swap_personas(episode: Episode, other: Episode, rng: np.random.Generator) -> Episode:
+    facts = [other.personas[name] for name in other.participants]
+    return dataclasses.replace(episode, personas=dict(zip(episode.participants, facts, strict=True)))
+
+
+def _replace_lines(episode: Episode, speaker: str, lines: Sequence[str]) -> Episode:
+    """``speaker``'s lines replaced in order by ``lines`` (cycled)."""
+    turns, k = [], 0
+    for turn in episode.turns:
+        if turn.speaker == speaker:
+            turn = dataclasses.replace(turn, text=lines[k % len(lines)])
+            k += 1
+        turns.append(turn)
+    return dataclasses.replace(episode, turns=tuple(turns))
+
+
+def foreign_lines(episode: Episode, other: Episode, rng: np.random.Generator) -> Episode:
+    """Every line replaced by a random line of the other dialogues (no line follows from the
+    one before; lengths and style stay those of real chat)."""
+    turns = tuple(Turn(t.speaker, str(rng.choice(other.meta["pool"]))) for t in episode.turns)
+    return dataclasses.replace(episode, turns=turns)
+
+
+def repeated_lines(episode: Episode, other: Episode, rng: np.random.Generator) -> Episode:
+    for speaker in episode.participants:
+        episode = _replace_lines(episode, speaker, episode.utterances(speaker)[:1])
+    return episode
+
+
+def seeker_acknowledges(episode: Episode, other: Episode, rng: np.random.Generator) -> Episode:
+    seeker = episode.participants[0]
+    first = episode.utterances(seeker)[:1]
+    return _replace_lines(episode, seeker, first + [str(rng.choice(ACKS)) for _ in range(30)])
+
+
+def supporter_off_topic(episode: Episode, other: Episode, rng: np.random.Generator) -> Episode:
+    return _replace_lines(episode, episode.participants[1], other.utterances(other.participants[1]))
+
+
+def seeker_reversed(episode: Episode, other: Episode, rng: np.random.Generator) -> Episode:
+    seeker = episode.participants[0]
+    return _replace_lines(episode, seeker, episode.utterances(seeker)[::-1])
+
+
+CHECKS: dict[str, list[tuple[str, Corruption]]] = {
+    "persona_consistency": [("swapped personas", swap_personas)],
+    "naturalness": [("lines from another dialogue", foreign_lines), ("repeated lines", repeated_lines)],
+    "seeker_engaged": [("seeker only acknowledges", seeker_acknowledges),
+                       ("lines from another dialogue", foreign_lines)],
+    "problem_solved": [("supporter off topic", supporter_off_topic)],
+    "mood_improved": [("seeker's lines reversed", seeker_reversed)],
+}
+
+
+def auc(real: Sequence[float], corrupted: Sequence[float]) -> float:
+    pairs = [(r, c) for r, c in zip(real, corrupted, strict=True) if not (np.isnan(r) or np.isnan(c))]
+    if not pairs:
+        return float("nan")
+    a, b = zip(*pairs, strict=True)
+    return float(mannwhitneyu(a, b).statistic / (len(a) * len(b)))
+
+
+def validity(critic, episodes: list[Episode], seed: int) -> list[dict]:
+    """AUC per (dimension, corruption) for each expert of the dimension and the critic's value."""
+    rng = np.random.default_rng(seed)
+    pool = [t.text for e in episodes for t in e.turns]
+    others = [dataclasses.replace(episodes[(i + 1) % len(episodes)], meta={"pool": pool})
+              for i in range(len(episodes))]
+    rows = []
+    for dimension, checks in CHECKS.items():
+        for label, corrupt in checks:
+            corrupted = [corrupt(e, o, rng) for e, o in zip(episodes, others, strict=True)]
+            rows.append(_row(critic, dimension, label, episodes, corrupted))
+    rows.append(_row(critic, "overall", "swapped personas", episodes,
+                     [swap_personas(e, o, rng) for e, o in zip(episodes, others, strict=True)]))
+    return rows
+
+
+def _row(critic, dimension: str, label: str, real: list[Episode], corrupted: list[Episode]) -> dict:
+    row = {"dimension": dimension, "corruption": label}
+    for name, scorer in critic.scorers.items():
+        a, b = scorer.score(real, {}), scorer.score(corrupted, {})
+        if dimension in a[0]:
+            row[name] = round(auc([j[dimension][0] for j in a], [j[dimension][0] for j in b]), 3)
+    real_scores, corrupted_scores = critic.score(real), critic.score(corrupted)
+    pick = (lambda s: s.overall) if dimension == "overall" else (lambda s: s.values[dimension])
+    row["critic"] = round(auc([pick(s) for s in real_scores], [pick(s) for s in corrupted_scores]), 3)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dialogues", type=int, default=200, help="dev dialogues to use (<= 200)")
+    parser.add_argument("--critic", default="default", help="a conf/critic/*.yaml name")
+    parser.add_argument("--judge-weight", type=float, default=None,
+                        help="force every dimension's judge expert to this weight (to validate it)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    critic = build_critic(args.critic, args.judge_weight)
+    dialogues = read_personachat(PERSONACHAT, "dev")[: args.dialogues]
+    episodes = [as_support(e) for e in personachat_episodes(dialogues, personachat_personas(dialogues))]
+    rows = validity(critic, episodes, args.seed)
+    for row in rows:
+        print(" | ".join(f"{k}={v}" for k, v in row.items()))
+    print(json.dumps({"benchmark": "critic_validity", "dialogues": len(episodes), "rows": rows}))
+
+
+def build_critic(name: str, judge_weight: float | None):
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from environment.runtime import quiet_libraries
+    from memory.embedder import SentenceEmbedder
+
+    quiet_libraries()
+    overrides = [f"critic={name}"]
+    if judge_weight is not None:
+        for dimension in CHECKS:
+            overrides.append(f"critic.dimensions.{dimension}.experts.judge={judge_weight}")
+    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    model = instantiate(cfg.model) if judge_weight else None
+    return instantiate(cfg.critic)(embedder=SentenceEmbedder(), model=model)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""`python -m bench.throughput`: tokens/s of the conversation engine running concurrent episodes
+with the embedded model, against (a) the same episodes one at a time and (b) bare `generate`
+calls on exactly the prompts the engine sent. Prints one JSON line (progress goes to stderr).
+
+Tokens/s = completion tokens / wall seconds of the measured section:
+- engine: the whole `ConversationEngine.run()` over all episodes (retrieval, prompt building,
+  generation, cleaning, retries), not the critic;
+- sequential: `run()` with one plan at a time (batch 1), on the first --sequential-episodes;
+- raw: `lm.generate` alone, replaying each engine call (same prompts, same batch, same
+  generation settings and sampling state, so the same tokens), timing only `generate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from bench.common import (
+    GenerateCall,
+    ProfiledChatModel,
+    TimedMemory,
+    bench_config,
+    completion_lengths,
+    eos_ids,
+    log,
+    machine_summary,
+)
+from environment import build
+from environment.engine import ConversationEngine, EngineStats, EpisodePlan, StopRules
+from environment.records import Episode
+from environment.society import Society
+from environment.store import SQLiteEpisodeStore
+
+NEVER_REPEATS = 1.01  # Jaccard overlap never reaches it: every episode runs the full --turns
+TARGET_SPEEDUP = 4.0
+TARGET_FRACTION = 0.8
+
+
+@dataclass
+class Setup:
+    cfg: DictConfig
+    model: ProfiledChatModel
+    memory: TimedMemory
+    plans: list[EpisodePlan]
+    store: SQLiteEpisodeStore
+
+
+@dataclass(frozen=True)
+class Run:
+    """One measured section: engine runs over groups of plans."""
+
+    seconds: float
+    episodes: list[Episode]
+    stats: EngineStats
+    calls: list[GenerateCall]
+    retrieval_seconds: float
+    steps: int  # turn steps (a step = one batched model call, not counting retries)
+
+    @property
+    def tok_s(self) -> float:
+        return self.stats.completion_tokens / self.seconds
+
+
+@dataclass(frozen=True)
+class Raw:
+    seconds: float
+    completion_tokens: int
+
+    @property
+    def tok_s(self) -> float:
+        return self.completion_tokens / self.seconds
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--episodes", type=int, default=16, help="concurrent episodes (2 characters each)")
+    parser.add_argument("--turns", type=int, default=4, help="turns per episode (fixed: no early stop)")
+    parser.add_argument("--sequential-episodes", type=int, default=4,
+                        help="episodes run one at a time for the sequential baseline (a subset: it is slow)")
+    parser.add_argument("--seed", type=int, default=0, help="society seed (characters, pairs, sampling)")
+    args = parser.parse_args(argv)
+    if args.episodes < 1 or args.turns < 1 or not 1 <= args.sequential_episodes <= args.episodes:
+        parser.error("need episodes >= 1, turns >= 1 and 1 <= sequential-episodes <= episodes")
+    return args
+
+
+def build_setup(args: argparse.Namespace, folder: Path) -> Setup:
+    """A society wired as `task=simulate` wires it (environment/simulation.py: make_society),
+    with 2 x episodes characters from the shipped bank, seeded memories in a chromadb store in
+    ``folder``, and the profiled local model; the plans are its first round's pairs."""
+    cfg = bench_config([f"seed={args.seed}", f"society.size={2 * args.episodes}",
+                        f"paths.run_dir={folder}"])
+    rng = np.random.default_rng(cfg.seed)
+    personas = build.choose_personas(cfg, rng)
+    embedder = build.build_embedder(cfg)
+    model = ProfiledChatModel(**model_settings(cfg))
+    memory = TimedMemory(build.build_memory(cfg, embedder, folder))
+    characters = build.build_characters(personas, memory, model, build.build_prompts(cfg))  # type: ignore[arg-type]
+    store = SQLiteEpisodeStore(folder / "episodes.sqlite")
+    society = Society(characters, instantiate(cfg.matching), make_engine(cfg, 1),
+                      build.build_critic(cfg, embedder, model), store, rng, build.encounter_settings(cfg))
+    society.seed_memories(cfg.memory.seed_importance)
+    return Setup(cfg, model, memory, society.plan_round(0), store)
+
+
+def model_settings(cfg: DictConfig) -> dict[str, Any]:
+    """conf/model/local.yaml as keyword arguments (temperature, max_new_tokens, batch size ...)."""
+    settings = OmegaConf.to_container(cfg.model, resolve=True)
+    assert isinstance(settings, dict)
+    return {str(k): v for k, v in settings.items() if k != "_target_"}
+
+
+def make_engine(cfg: DictConfig, turns: int) -> ConversationEngine:
+    """The engine as configured (memory_k, retries, max_sentences), with exactly ``turns`` turns."""
+    conversation = cfg.conversation
+    rules = StopRules(max_turns=turns, min_turns=turns, goodbye=False, repetition_threshold=NEVER_REPEATS)
+    return ConversationEngine(rules, conversation.memory_k, conversation.retries, conversation.max_sentences,
+                              progress=False, keep_prompts=True)
+
+
+def timed_run(setup: Setup, groups: Sequence[Sequence[EpisodePlan]], turns: int, seed: int) -> Run:
+    """One engine runs each group of plans in turn; only `run()` itself is timed."""
+    engine = make_engine(setup.cfg, turns)
+    rng = np.random.default_rng(seed)
+    sink = setup.model.new_log()
+    setup.memory.seconds = 0.0
+    episodes: list[Episode] = []
+    seconds, steps = 0.0, 0
+    for plans in groups:
+        started = time.perf_counter()
+        finished = engine.run(plans, rng, now=0.0)
+        seconds += time.perf_counter() - started
+        episodes.extend(finished)
+        steps += max(len(e.turns) for e in finished)
+    return Run(seconds, episodes, engine.stats, list(sink.calls), setup.memory.seconds, steps)
+
+
+def replay_raw(model: ProfiledChatModel, run: Run) -> Raw:
+    """Each engine `generate` call again on the bare model: the prompts the engine kept, encoded
+    as the model encodes them (untimed), the same settings and RNG state; only generate is timed."""
+    import torch
+
+    lm, eos = model.bare_lm, eos_ids(model.bare_lm, model.tokenizer)
+    prompts, offset, seconds, tokens = run.stats.prompts, 0, 0.0, 0
+    for call in run.calls:
+        encoded = model.encode([model.render(p) for p in prompts[offset : offset + call.batch]])
+        offset += call.batch
+        torch.set_rng_state(call.rng_state)
+        with torch.inference_mode():
+            started = time.perf_counter()
+            output = lm.generate(**encoded, **call.settings)
+            seconds += time.perf_counter() - started
+        tokens += sum(completion_lengths(output[:, encoded["input_ids"].shape[1] :], eos))
+    if offset != len(prompts):
+        raise RuntimeError(f"replayed {offset} prompts but the engine kept {len(prompts)}")
+    return Raw(seconds, tokens)
+
+
+def warm_up(setup: Setup) -> None:
+    """One turn at full batch and one at batch 1, so kernels, embedder and chromadb are warm."""
+    timed_run(setup, [setup.plans], turns=1, seed=setup.cfg.seed + 1)
+    timed_run(setup, [setup.plans[:1]], turns=1, seed=setup.cfg.seed + 1)
+
+
+def profile(run: Run) -> dict[str, Any]:
+    """Where the wall time of a run went, and how much of each batch was padding."""
+    calls = run.calls
+    generate = sum(c.seconds for c in calls)
+    model_calls = run.stats.generate_seconds
+    prompt_tokens = sum(c.prompt_tokens for c in calls)
+    slots = sum(c.batch * c.decode_steps for c in calls)
+    return {
+        "seconds": round(run.seconds, 2),
+        "retrieval_s": round(run.retrieval_seconds, 2),
+        "generate_s": round(generate, 2),
+        "template_tokenize_decode_s": round(model_calls - generate, 2),
+        "prompts_cleaning_other_s": round(run.seconds - model_calls - run.retrieval_seconds, 2),
+        "generate_calls": len(calls),
+        "retry_calls": run.stats.model_calls - run.steps,
+        "mean_prompt_tokens": round(prompt_tokens / max(1, sum(c.batch for c in calls)), 1),
+        "prompt_padding_fraction": _waste(prompt_tokens, sum(c.padded_prompt_tokens for c in calls)),
+        "decode_slot_waste_fraction": _waste(sum(c.completion_tokens for c in calls), slots),
+    }
+
+
+def _waste(used: int, allotted: int) -> float:
+    return round(1 - used / allotted, 3) if allotted else 0.0
+
+
+def episode_summary(run: Run) -> dict[str, Any]:
+    turns = [t for e in run.episodes for t in e.turns]
+    return {"episodes": len(run.episodes), "turns": len(turns),
+            "failed_turns": sum(t.failed for t in turns),
+            "completion_tokens": run.stats.completion_tokens, "prompt_tokens": run.stats.prompt_tokens,
+            "model_calls": run.stats.model_calls, "tok_s": round(run.tok_s, 1)}
+
+
+def result(args: argparse.Namespace, setup: Setup, runs: dict[str, Run], raw: Raw) -> dict[str, Any]:
+    engine, sequential = runs["engine"], runs["sequential"]
+    speedup, fraction = engine.tok_s / sequential.tok_s, engine.tok_s / raw.tok_s
+    return {
+        "benchmark": "throughput",
+        "engine_tok_s": round(engine.tok_s, 1), "sequential_tok_s": round(sequential.tok_s, 1),
+        "raw_tok_s": round(raw.tok_s, 1), "speedup_vs_sequential": round(speedup, 2),
+        "fraction_of_raw": round(fraction, 3),
+        "targets_met": {f"speedup>={TARGET_SPEEDUP:g}": speedup >= TARGET_SPEEDUP,
+                        f"fraction>={TARGET_FRACTION:g}": fraction >= TARGET_FRACTION},
+        "episodes": args.episodes, "turns_per_episode": args.turns,
+        "sequential_episodes": args.sequential_episodes, "seed": args.seed,
+        "batch_size": setup.model.max_batch_size, "max_new_tokens": setup.model.max_new_tokens,
+        "temperature": setup.model.temperature, **machine_summary(setup.model),
+        "engine": {**episode_summary(engine), "profile": profile(engine)},
+        "sequential": {**episode_summary(sequential), "profile": profile(sequential)},
+        "raw": {"completion_tokens": raw.completion_tokens, "generate_s": round(raw.seconds, 2),
+                "same_tokens_as_engine": raw.completion_tokens == engine.stats.completion_tokens},
+    }
+
+
+def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
+    setup = build_setup(args, folder)
+    log(f"{len(setup.plans)} episodes planned; warming up")
+    warm_up(setup)
+    runs: dict[str, Run] = {}
+    log("engine: all episodes together")
+    runs["engine"] = timed_run(setup, [setup.plans], args.turns, args.seed)
+    log(f"engine {runs['engine'].tok_s:.1f} tok/s; raw generate replay")
+    raw = replay_raw(setup.model, runs["engine"])
+    log(f"raw {raw.tok_s:.1f} tok/s; sequential on {args.sequential_episodes} episodes")
+    plans = setup.plans[: args.sequential_episodes]
+    runs["sequential"] = timed_run(setup, [[p] for p in plans], args.turns, args.seed)
+    setup.store.close()
+    return {**result(args, setup, runs, raw), "total_seconds": round(time.perf_counter() - started, 1),
+            "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="salon-bench-") as folder:
+        print(json.dumps(measure(args, Path(folder))), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""`python run.py` with bad input: exit code 2, one line on stderr naming the key, no traceback,
+and before any model loads (fast, no model cache written, no run folder made)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+PYTHON = str(VENV_PYTHON if VENV_PYTHON.is_file() else sys.executable)
+FAST = 15.0  # seconds: far below a model load, with room for a busy 2-core machine
+SHIPPED_BANK = ROOT / "agents" / "data" / "bank.jsonl"
+
+
+def run_salon(tmp_path: Path, *arguments: str, timeout: float = 60
+              ) -> tuple[subprocess.CompletedProcess, float]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SALON_CACHE": str(tmp_path / "cache")}
+    started = time.perf_counter()
+    result = subprocess.run([PYTHON, "run.py", f"hydra.run.dir={tmp_path / 'run'}", *arguments],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return result, time.perf_counter() - started
+
+
+def assert_usage_error(tmp_path: Path, result: subprocess.CompletedProcess, seconds: float,
+                       *named: str) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("salon: error: ")
+    assert "Traceback" not in result.stderr + result.stdout
+    for word in named:
+        assert word in lines[0], f"{word!r} not named in: {lines[0]}"
+    assert seconds < FAST, f"took {seconds:.1f} s: did a model load?"
+    assert not (tmp_path / "cache").exists(), "the chat model was loaded (its cache was written)"
+    assert not (tmp_path / "run").exists(), "a run folder was made for a run that cannot start"
+    return lines[0]
+
+
+@pytest.mark.parametrize("override, key", [
+    ("society.size=0", "society.size=0"),
+    ("simulation.rounds=-1", "simulation.rounds=-1"),
+    ("matching=nope", "matching=nope"),
+    ("society.sizee=3", "society.sizee"),
+    ("conversation.min_turns=9", "conversation.min_turns=9"),
+    ("society.size=65", "society.size=65"),
+    ("model.temperature=-1", "model.temperature"),
+])
+def test_bad_values_fail_fast_with_one_line(tmp_path: Path, override: str, key: str) -> None:
+    result, seconds = run_salon(tmp_path, override)
+    assert_usage_error(tmp_path, result, seconds, key)
+
+
+def test_matching_error_lists_the_allowed_options(tmp_path: Path) -> None:
+    result, seconds = run_salon(tmp_path, "matching=nope")
+    line = assert_usage_error(tmp_path, result, seconds, "matching=nope")
+    assert "random" in line and "round_robin" in line
+
+
+def test_resume_of_a_missing_folder_fails_without_creating_it(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-run"
+    result, seconds = run_salon(tmp_path, f"resume={missing}")
+    assert_usage_error(tmp_path, result, seconds, f"resume={missing}", "config.yaml")
+    assert not missing.exists()
+
+
+def test_resume_of_an_absolute_nonexistent_folder(tmp_path: Path) -> None:
+    result, seconds = run_salon(tmp_path, "resume=/nonexistent")
+    assert_usage_error(tmp_path, result, seconds, "resume=/nonexistent")
+    assert not Path("/nonexistent").exists()
+
+
+def write_bank(path: Path, bad_line: str) -> Path:
+    good = SHIPPED_BANK.read_text(encoding="utf-8").splitlines()[:3]
+    path.write_text("\n".join([good[0], good[1], bad_line, good[2]]) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"age": "forty"}, "'age'"),
+    ({"mbti": "XYZW"}, "'mbti'"),
+    ({"facts": []}, "'facts'"),
+    ({"favourite_colour": "blue"}, "'favourite_colour'"),
+])
+def test_malformed_bank_names_file_record_and_field(tmp_path: Path, change: dict, field: str) -> None:
+    record = json.loads(SHIPPED_BANK.read_text(encoding="utf-8").splitlines()[5])
+    bank = write_bank(tmp_path / "bank.jsonl", json.dumps({**record, **change}))
+    result, seconds = run_salon(tmp_path, f"society.bank={bank}", "society.size=2")
+    assert_usage_error(tmp_path, result, seconds, str(bank), "record 3", f"id={record['id']}", field)
+
+
+def test_bank_record_that_is_not_json(tmp_path: Path) -> None:
+    bank = write_bank(tmp_path / "bank.jsonl", '{"id": "x-1", "name": ')
+    result, seconds = run_salon(tmp_path, f"society.bank={bank}")
+    assert_usage_error(tmp_path, result, seconds, str(bank), "record 3", "not valid JSON")
+
+
+def test_valid_overrides_pass_the_checks(tmp_path: Path) -> None:
+    # --cfg job prints the composed config without running: the checks must let it through.
+    result, seconds = run_salon(tmp_path, "experiment=smoke", "matching=round_robin", "society.size=5",
+                                "--cfg", "job")
+    assert result.returncode == 0, result.stderr
+    assert "size: 5" in result.stdout and "RoundRobinPairing" in result.stdout
+    assert seconds < FAST
