@@ -18,6 +18,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from agents.persona import PROFILE_FIELDS, Persona
+from agents.replies import whole_sentences
 from environment.errors import UsageError, require
 
 DEFAULT_TEMPLATE = Path(__file__).parent / "prompts" / "bank_field.jinja"
@@ -132,7 +133,7 @@ def parse_field_text(raw: str, name: str) -> str:
     text = " ".join(raw.split())
     labels = "|".join(re.escape(x) for x in (*GENERIC_LABELS, name, _label(name)))
     text = re.sub(rf"^[*_\s]*(?:{labels})[*_\s]*:[*_\s]*", "", text, flags=re.IGNORECASE)
-    text = _strip_quotes(text)
+    text = whole_sentences(_strip_quotes(text), 3)  # a capped reply often ends mid-sentence
     if "<|" in text:
         raise ValueError("contains a special token")
     if "as an ai" in text.lower():

@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,9 +90,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sequential-episodes", type=int, default=4,
                         help="episodes run one at a time for the sequential baseline (a subset: it is slow)")
     parser.add_argument("--seed", type=int, default=0, help="society seed (characters, pairs, sampling)")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="times each section is measured; the JSON headline is the fastest repeat")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's choice, one per core)")
     args = parser.parse_args(argv)
-    if args.episodes < 1 or args.turns < 1 or not 1 <= args.sequential_episodes <= args.episodes:
-        parser.error("need episodes >= 1, turns >= 1 and 1 <= sequential-episodes <= episodes")
+    if min(args.episodes, args.turns, args.repeats) < 1 or not 1 <= args.sequential_episodes <= args.episodes:
+        parser.error("need episodes, turns, repeats >= 1 and 1 <= sequential-episodes <= episodes")
     return args
 
 
@@ -147,25 +151,46 @@ def timed_run(setup: Setup, groups: Sequence[Sequence[EpisodePlan]], turns: int,
     return Run(seconds, episodes, engine.stats, list(sink.calls), setup.memory.seconds, steps)
 
 
+def encoded_calls(model: ProfiledChatModel, run: Run) -> Iterator[tuple[GenerateCall, Any]]:
+    """Each `generate` call of ``run`` with its inputs: the prompts the engine kept (in call
+    order), encoded as the chat model encodes them."""
+    prompts, offset = run.stats.prompts, 0
+    for call in run.calls:
+        yield call, model.encode([model.render(p) for p in prompts[offset : offset + call.batch]])
+        offset += call.batch
+    if offset != len(prompts):
+        raise RuntimeError(f"replayed {offset} prompts but the engine kept {len(prompts)}")
+
+
 def replay_raw(model: ProfiledChatModel, run: Run) -> Raw:
-    """Each engine `generate` call again on the bare model: the prompts the engine kept, encoded
-    as the model encodes them (untimed), the same settings and RNG state; only generate is timed."""
+    """Each engine `generate` call again on the bare model, with the same inputs, settings and
+    RNG state (so the same tokens); encoding is untimed, only generate is timed."""
     import torch
 
     lm, eos = model.bare_lm, eos_ids(model.bare_lm, model.tokenizer)
-    prompts, offset, seconds, tokens = run.stats.prompts, 0, 0.0, 0
-    for call in run.calls:
-        encoded = model.encode([model.render(p) for p in prompts[offset : offset + call.batch]])
-        offset += call.batch
+    seconds, tokens = 0.0, 0
+    for call, encoded in encoded_calls(model, run):
         torch.set_rng_state(call.rng_state)
         with torch.inference_mode():
             started = time.perf_counter()
             output = lm.generate(**encoded, **call.settings)
             seconds += time.perf_counter() - started
         tokens += sum(completion_lengths(output[:, encoded["input_ids"].shape[1] :], eos))
-    if offset != len(prompts):
-        raise RuntimeError(f"replayed {offset} prompts but the engine kept {len(prompts)}")
     return Raw(seconds, tokens)
+
+
+def prefill_seconds(model: ProfiledChatModel, run: Run) -> float:
+    """The prompt pass alone (one forward over each call's padded batch, last logits only), to
+    split `generate` time into prefill and token-by-token decoding."""
+    import torch
+
+    seconds = 0.0
+    for _call, encoded in encoded_calls(model, run):
+        with torch.inference_mode():
+            started = time.perf_counter()
+            model.bare_lm(**encoded, use_cache=True, logits_to_keep=1)
+            seconds += time.perf_counter() - started
+    return seconds
 
 
 def warm_up(setup: Setup) -> None:
@@ -174,7 +199,7 @@ def warm_up(setup: Setup) -> None:
     timed_run(setup, [setup.plans[:1]], turns=1, seed=setup.cfg.seed + 1)
 
 
-def profile(run: Run) -> dict[str, Any]:
+def profile(run: Run, prefill: float) -> dict[str, Any]:
     """Where the wall time of a run went, and how much of each batch was padding."""
     calls = run.calls
     generate = sum(c.seconds for c in calls)
@@ -185,6 +210,8 @@ def profile(run: Run) -> dict[str, Any]:
         "seconds": round(run.seconds, 2),
         "retrieval_s": round(run.retrieval_seconds, 2),
         "generate_s": round(generate, 2),
+        "prefill_s_estimate": round(prefill, 2),
+        "decode_s_estimate": round(generate - prefill, 2),
         "template_tokenize_decode_s": round(model_calls - generate, 2),
         "prompts_cleaning_other_s": round(run.seconds - model_calls - run.retrieval_seconds, 2),
         "generate_calls": len(calls),
@@ -207,25 +234,61 @@ def episode_summary(run: Run) -> dict[str, Any]:
             "model_calls": run.stats.model_calls, "tok_s": round(run.tok_s, 1)}
 
 
-def result(args: argparse.Namespace, setup: Setup, runs: dict[str, Run], raw: Raw) -> dict[str, Any]:
-    engine, sequential = runs["engine"], runs["sequential"]
+@dataclass(frozen=True)
+class Measured:
+    """Every repeat of each section, and the prompt-pass time of the fastest engine/sequential."""
+
+    engine: list[Run]
+    raw: list[Raw]
+    sequential: list[Run]
+    prefill: dict[str, float]
+
+    def best(self, section: str) -> Any:
+        return max(getattr(self, section), key=lambda r: r.tok_s)
+
+
+def result(args: argparse.Namespace, setup: Setup, measured: Measured) -> dict[str, Any]:
+    engine, raw, sequential = (measured.best(s) for s in ("engine", "raw", "sequential"))
     speedup, fraction = engine.tok_s / sequential.tok_s, engine.tok_s / raw.tok_s
     return {
         "benchmark": "throughput",
         "engine_tok_s": round(engine.tok_s, 1), "sequential_tok_s": round(sequential.tok_s, 1),
         "raw_tok_s": round(raw.tok_s, 1), "speedup_vs_sequential": round(speedup, 2),
         "fraction_of_raw": round(fraction, 3),
+        "engine_generate_share": round(sum(c.seconds for c in engine.calls) / engine.seconds, 3),
         "targets_met": {f"speedup>={TARGET_SPEEDUP:g}": speedup >= TARGET_SPEEDUP,
                         f"fraction>={TARGET_FRACTION:g}": fraction >= TARGET_FRACTION},
+        "headline": f"fastest of {args.repeats} repeats per section",
+        "repeats_tok_s": {s: [round(r.tok_s, 1) for r in getattr(measured, s)]
+                          for s in ("engine", "raw", "sequential")},
         "episodes": args.episodes, "turns_per_episode": args.turns,
         "sequential_episodes": args.sequential_episodes, "seed": args.seed,
         "batch_size": setup.model.max_batch_size, "max_new_tokens": setup.model.max_new_tokens,
         "temperature": setup.model.temperature, **machine_summary(setup.model),
-        "engine": {**episode_summary(engine), "profile": profile(engine)},
-        "sequential": {**episode_summary(sequential), "profile": profile(sequential)},
+        "engine": {**episode_summary(engine), "profile": profile(engine, measured.prefill["engine"])},
+        "sequential": {**episode_summary(sequential),
+                       "profile": profile(sequential, measured.prefill["sequential"])},
         "raw": {"completion_tokens": raw.completion_tokens, "generate_s": round(raw.seconds, 2),
-                "same_tokens_as_engine": raw.completion_tokens == engine.stats.completion_tokens},
+                "same_tokens_as_engine": all(r.completion_tokens == e.stats.completion_tokens
+                                             for r, e in zip(measured.raw, measured.engine, strict=True))},
     }
+
+
+def measure_sections(args: argparse.Namespace, setup: Setup) -> Measured:
+    """Engine (each repeat followed by its raw replay), then sequential, then prompt passes."""
+    engine, raw, sequential = [], [], []
+    for repeat in range(args.repeats):
+        engine.append(timed_run(setup, [setup.plans], args.turns, args.seed))
+        raw.append(replay_raw(setup.model, engine[-1]))
+        log(f"repeat {repeat}: engine {engine[-1].tok_s:.1f} tok/s, raw {raw[-1].tok_s:.1f} tok/s")
+    groups = [[p] for p in setup.plans[: args.sequential_episodes]]
+    for repeat in range(args.repeats):
+        sequential.append(timed_run(setup, groups, args.turns, args.seed))
+        log(f"repeat {repeat}: sequential {sequential[-1].tok_s:.1f} tok/s")
+    measured = Measured(engine, raw, sequential, {})
+    measured.prefill.update({s: prefill_seconds(setup.model, measured.best(s))
+                             for s in ("engine", "sequential")})
+    return measured
 
 
 def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
@@ -233,21 +296,18 @@ def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     setup = build_setup(args, folder)
     log(f"{len(setup.plans)} episodes planned; warming up")
     warm_up(setup)
-    runs: dict[str, Run] = {}
-    log("engine: all episodes together")
-    runs["engine"] = timed_run(setup, [setup.plans], args.turns, args.seed)
-    log(f"engine {runs['engine'].tok_s:.1f} tok/s; raw generate replay")
-    raw = replay_raw(setup.model, runs["engine"])
-    log(f"raw {raw.tok_s:.1f} tok/s; sequential on {args.sequential_episodes} episodes")
-    plans = setup.plans[: args.sequential_episodes]
-    runs["sequential"] = timed_run(setup, [[p] for p in plans], args.turns, args.seed)
+    measured = measure_sections(args, setup)
     setup.store.close()
-    return {**result(args, setup, runs, raw), "total_seconds": round(time.perf_counter() - started, 1),
+    return {**result(args, setup, measured), "total_seconds": round(time.perf_counter() - started, 1),
             "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="salon-bench-") as folder:
         print(json.dumps(measure(args, Path(folder))), flush=True)
 

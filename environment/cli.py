@@ -54,7 +54,7 @@ def check_config(cfg: DictConfig) -> None:
         from environment.validation import check_simulation
 
         check_simulation(cfg)
-        bank = load_bank(Path(cfg.society.bank).expanduser() if cfg.society.bank else SHIPPED_BANK)
+        bank = load_bank(Path(cfg.society.bank) if cfg.society.bank else SHIPPED_BANK)
         if cfg.society.size > len(bank):
             raise UsageError(f"society.size={cfg.society.size} is invalid: the bank has only "
                              f"{len(bank)} characters")

@@ -106,7 +106,7 @@ def test_zero_weight_scorers_are_never_built_or_called() -> None:
     critic = Critic(
         {"used": used, "judge": never_build, "spare": never_build},
         {"d": {"weight": 1.0, "experts": {"used": 1.0, "judge": 0.0}}},
-        embedder=object(), model=object())
+        model=object())
     assert set(critic.scorers) == {"used"}
     assert critic.score([episode(ON_PERSONA), episode(SUPPORT, SUPPORT_ROLES, eid="e2")])[1].overall == 4.0
     assert used.calls == 1  # one call for the whole batch of episodes
