@@ -40,7 +40,22 @@ def check_arguments(arguments: list[str]) -> None:
             for choice in _sweep_values(value):
                 if choice not in options and choice != "null":
                     raise UsageError(f"{key}={choice} is not a known option; allowed: {', '.join(options)}")
+    if any(o.startswith("resume=") and o != "resume=null" for o in overrides):
+        _check_resume_overrides(overrides)
     check_config(_compose_first(overrides))
+
+
+RESUME_OVERRIDES = ("simulation.rounds", "simulation.progress")
+
+
+def _check_resume_overrides(overrides: list[str]) -> None:
+    """A resumed run keeps its saved config; only the number of rounds and the progress bars
+    may change (e.g. to extend a finished run)."""
+    for override in overrides:
+        key = override.partition("=")[0].lstrip("+~")
+        if key != "resume" and not key.startswith("hydra.") and key not in RESUME_OVERRIDES:
+            raise UsageError(f"{key} cannot change when resuming: a resumed run keeps its saved "
+                             f"config; allowed with resume: {', '.join(RESUME_OVERRIDES)}")
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -102,8 +117,15 @@ def saved_config(resume: str) -> Path:
 
 
 def resumed_config(cfg: DictConfig) -> DictConfig:
+    """The saved config of the run being resumed, with the allowed overrides applied."""
     folder = Path(cfg.resume).expanduser()
     resumed = OmegaConf.load(saved_config(cfg.resume))
     resumed.resume = str(folder)
     resumed.paths.run_dir = str(folder)
+    from hydra.core.hydra_config import HydraConfig
+
+    given = {o.partition("=")[0].lstrip("+~") for o in HydraConfig.get().overrides.task}
+    for key in RESUME_OVERRIDES:
+        if key in given:
+            OmegaConf.update(resumed, key, OmegaConf.select(cfg, key))
     return resumed

@@ -134,12 +134,12 @@ class ConversationEngine:
         prompts = [s.messages(s.context(c.history, c.partner.name, c.plan.roles[s.name], found,
                                         c.plan.scene, c.goal))
                    for s, c, found in zip(speakers, active, recalled, strict=True)]
-        replies = self._generate(prompts, speakers, rng)
+        replies = self._generate(prompts, speakers, [c.partner.name for c in active], rng)
         for conversation, reply, found in zip(active, replies, recalled, strict=True):
             self._record(conversation, reply, tuple(m.id for m in found))
 
     def _generate(self, prompts: list[list[BaseMessage]], speakers: list[Character],
-                  rng: np.random.Generator) -> list[_Reply]:
+                  partners: list[str], rng: np.random.Generator) -> list[_Reply]:
         """Batched calls; only rejected replies are asked again, up to ``retries`` times."""
         replies: list[_Reply | None] = [None] * len(prompts)
         spent = [[0, 0] for _ in prompts]
@@ -151,8 +151,7 @@ class ConversationEngine:
             for i, (text, usage) in zip(pending, outputs, strict=True):
                 spent[i][0] += usage[0]
                 spent[i][1] += usage[1]
-                partner = _partner_name(prompts[i])
-                cleaned = clean_reply(text, speakers[i].name, partner, self.max_sentences)
+                cleaned = clean_reply(text, speakers[i].name, partners[i], self.max_sentences)
                 replies[i] = _Reply(cleaned, *spent[i])
                 if cleaned.error:
                     still_failing.append(i)
@@ -226,7 +225,3 @@ def model_label(character: Character) -> str:
     model = character.model
     name = getattr(model, "model_name", None) or getattr(model, "_llm_type", type(model).__name__)
     return f"{name}+{character.adapter}" if character.adapter else str(name)
-
-
-def _partner_name(messages: list[BaseMessage]) -> str:
-    return ""  # the partner's name is checked by the prompt itself; kept for clean_reply's API

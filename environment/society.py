@@ -57,9 +57,10 @@ class Society:
             self.store.begin_round(round_index, self.rng.bit_generator.state)
         else:
             self.rng.bit_generator.state = saved
-        plans = self.plan_round(round_index)
+        plans = self.plan_round(round_index, self._graph_before(round_index))
         done = self.store.ids()
         plans = [p for p in plans if p.id not in done]
+        self.characters[0].memory.forget_episodes([p.id for p in plans])
         try:
             episodes = self.engine.run(plans, self.rng, now=float(round_index))
         except Interrupted as interrupted:
@@ -70,8 +71,16 @@ class Society:
         self.store.begin_round(round_index + 1, self.rng.bit_generator.state)
         return kept
 
-    def plan_round(self, round_index: int) -> list[EpisodePlan]:
-        pairs = self.policy(self.characters, self.graph, self.rng, round_index)
+    def _graph_before(self, round_index: int) -> nx.Graph:
+        """The graph as it stood when the round began: a resumed round must not see its own
+        already stored episodes, or the replayed pairing could differ."""
+        if not any(True for _ in self.store.iter_episodes(round_index)):
+            return self.graph
+        earlier = (e for e in self.store.iter_episodes() if e.round < round_index)
+        return build_graph([c.persona for c in self.characters], earlier)
+
+    def plan_round(self, round_index: int, graph: nx.Graph | None = None) -> list[EpisodePlan]:
+        pairs = self.policy(self.characters, self.graph if graph is None else graph, self.rng, round_index)
         return [self._plan(round_index, i, a, b) for i, (a, b) in enumerate(pairs)]
 
     def _plan(self, round_index: int, index: int, a: Character, b: Character) -> EpisodePlan:
@@ -84,7 +93,8 @@ class Society:
         return EpisodePlan(f"r{round_index:03d}-e{index:03d}", round_index, (a, b), roles, scene)
 
     def _keep(self, episodes: Sequence[Episode], round_index: int) -> list[Episode]:
-        """Score, then per episode: memories (idempotent upserts) and one store transaction."""
+        """Score, then per episode: memories, then one store transaction. Memories of an episode
+        that did not reach the store are removed before its round is resumed."""
         if not episodes:
             return []
         scored = [e.with_scores(s) for e, s in

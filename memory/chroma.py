@@ -153,6 +153,11 @@ class ChromaMemoryStore:
             self.collection.delete(ids=doomed)
         return len(doomed)
 
+    def forget_episodes(self, episode_ids: Sequence[str]) -> None:
+        """Drop the memories written for these episodes (used when an episode is re-run)."""
+        if episode_ids:
+            self.collection.delete(where={"episode_id": {"$in": list(episode_ids)}})
+
     def count(self, owner: str | None = None) -> int:
         if owner is None:
             return self.collection.count()

@@ -108,3 +108,12 @@ def test_valid_overrides_pass_the_checks(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "size: 5" in result.stdout and "RoundRobinPairing" in result.stdout
     assert seconds < FAST
+
+
+def test_resume_refuses_overrides_that_would_change_the_run(tmp_path: Path) -> None:
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "config.yaml").write_text("seed: 0\n")
+    result, seconds = run_salon(tmp_path, f"resume={earlier}", "society.size=3")
+    line = assert_usage_error(tmp_path, result, seconds, "society.size")
+    assert "simulation.rounds" in line  # says what may change

@@ -217,6 +217,9 @@ class _NoMemory:
     def add(self, records) -> list[str]:
         return []
 
+    def forget_episodes(self, episode_ids) -> None:
+        return None
+
 
 class _FlatCritic:
     def score(self, episodes, personas) -> list:
@@ -257,9 +260,6 @@ def _odd_society(path: Path, engine, seed: int):
                    np.random.default_rng(seed))
 
 
-@pytest.mark.xfail(strict=True, reason="society.py rebuilds the pairing graph from every stored "
-                   "episode, so a resumed odd round sees its own finished episodes and sits out "
-                   "someone else: a character can land in two episodes of one round")
 def test_resumed_odd_round_replays_the_same_pairs(tmp_path: Path) -> None:
     seed = 15
     reference = _odd_society(tmp_path / "reference.sqlite", _ScriptedEngine(), seed)

@@ -147,7 +147,7 @@ class LocalChatModel(BaseChatModel):
                 **encoded, max_new_tokens=max_new_tokens, do_sample=sampling,
                 temperature=self.temperature if sampling else None,
                 top_p=self.top_p if sampling else None, top_k=None,
-                repetition_penalty=self.repetition_penalty,
+                logits_processor=self._penalty(encoded["input_ids"].shape[1]),
                 pad_token_id=self.tokenizer.pad_token_id)
         return self._decode(encoded, output)
 
@@ -167,6 +167,17 @@ class LocalChatModel(BaseChatModel):
                 logits = self.lm(**encoded).logits[:, -1, :]
             rows.append(_softmax_rows(logits)[:, ids].cpu().numpy())
         return np.concatenate(rows) if rows else np.zeros((0, len(choices)))
+
+    def _penalty(self, prompt_length: int) -> Any:
+        """Penalise repeats among the reply's own tokens only. transformers' default also
+        penalises every prompt token, persona facts and the end-of-turn token included, which
+        pushes replies off persona and to the length cap."""
+        from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
+        if self.repetition_penalty == 1.0:
+            return LogitsProcessorList()
+        return LogitsProcessorList([RepetitionPenaltyLogitsProcessor(
+            self.repetition_penalty, prompt_ignore_length=prompt_length)])
 
     def _decode(self, encoded: Any, output: Any) -> list[Completion]:
         new_tokens = output[:, encoded["input_ids"].shape[1] :]
