@@ -24,6 +24,11 @@ class Character:
     prompts: PromptBuilder
     adapter: str = ""
     cohort: str = field(default="base")
+    role_adapters: dict[str, str] = field(default_factory=dict)
+
+    def adapter_for(self, role: str) -> str:
+        """The LoRA adapter this character speaks with in ``role`` (a per-role adapter wins)."""
+        return self.role_adapters.get(role, self.adapter)
 
     @property
     def name(self) -> str:

@@ -147,6 +147,33 @@ class TimedMemory:
         return getattr(self._store, name)
 
 
+@dataclass(frozen=True)
+class CpuSample:
+    """Machine-wide busy CPU seconds (/proc/stat) and this process's CPU seconds, at one moment."""
+
+    wall: float
+    busy: float
+    own: float
+
+    @classmethod
+    def now(cls) -> CpuSample:
+        ticks = os.sysconf("SC_CLK_TCK")
+        busy = 0.0
+        stat = Path("/proc/stat")
+        if stat.is_file():
+            fields = [int(v) for v in stat.read_text().split("\n", 1)[0].split()[1:]]
+            busy = (sum(fields[:8]) - fields[3] - fields[4]) / ticks  # all but idle and iowait
+        return cls(time.perf_counter(), busy, time.process_time())
+
+
+def others_cpu_share(start: CpuSample, end: CpuSample) -> float:
+    """Share of the machine's CPU capacity that other processes used between two samples
+    (0 = the benchmark had the cores to itself; NaN-free 0 where /proc/stat is missing)."""
+    capacity = (end.wall - start.wall) * (os.cpu_count() or 1)
+    others = (end.busy - start.busy) - (end.own - start.own)
+    return max(0.0, others / capacity) if capacity > 0 and end.busy else 0.0
+
+
 def machine_summary(model: LocalChatModel) -> dict[str, Any]:
     import torch
     import transformers

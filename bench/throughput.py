@@ -27,6 +27,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from bench.common import (
+    CpuSample,
     GenerateCall,
     ProfiledChatModel,
     TimedMemory,
@@ -35,6 +36,7 @@ from bench.common import (
     eos_ids,
     log,
     machine_summary,
+    others_cpu_share,
 )
 from environment import build
 from environment.engine import ConversationEngine, EngineStats, EpisodePlan, StopRules
@@ -45,6 +47,8 @@ from environment.store import SQLiteEpisodeStore
 NEVER_REPEATS = 1.01  # Jaccard overlap never reaches it: every episode runs the full --turns
 TARGET_SPEEDUP = 4.0
 TARGET_FRACTION = 0.8
+SECTIONS = ("engine", "raw", "sequential")
+CONTENDED = 0.1  # others' CPU share above which a section's number is not trustworthy
 
 
 @dataclass
@@ -66,6 +70,7 @@ class Run:
     calls: list[GenerateCall]
     retrieval_seconds: float
     steps: int  # turn steps (a step = one batched model call, not counting retries)
+    others_cpu: float  # share of the machine's CPU other processes used meanwhile
 
     @property
     def tok_s(self) -> float:
@@ -76,6 +81,7 @@ class Run:
 class Raw:
     seconds: float
     completion_tokens: int
+    others_cpu: float
 
     @property
     def tok_s(self) -> float:
@@ -141,14 +147,15 @@ def timed_run(setup: Setup, groups: Sequence[Sequence[EpisodePlan]], turns: int,
     sink = setup.model.new_log()
     setup.memory.seconds = 0.0
     episodes: list[Episode] = []
-    seconds, steps = 0.0, 0
+    seconds, steps, first = 0.0, 0, CpuSample.now()
     for plans in groups:
         started = time.perf_counter()
         finished = engine.run(plans, rng, now=0.0)
         seconds += time.perf_counter() - started
         episodes.extend(finished)
         steps += max(len(e.turns) for e in finished)
-    return Run(seconds, episodes, engine.stats, list(sink.calls), setup.memory.seconds, steps)
+    return Run(seconds, episodes, engine.stats, list(sink.calls), setup.memory.seconds, steps,
+               others_cpu_share(first, CpuSample.now()))
 
 
 def encoded_calls(model: ProfiledChatModel, run: Run) -> Iterator[tuple[GenerateCall, Any]]:
@@ -168,7 +175,7 @@ def replay_raw(model: ProfiledChatModel, run: Run) -> Raw:
     import torch
 
     lm, eos = model.bare_lm, eos_ids(model.bare_lm, model.tokenizer)
-    seconds, tokens = 0.0, 0
+    seconds, tokens, first = 0.0, 0, CpuSample.now()
     for call, encoded in encoded_calls(model, run):
         torch.set_rng_state(call.rng_state)
         with torch.inference_mode():
@@ -176,7 +183,7 @@ def replay_raw(model: ProfiledChatModel, run: Run) -> Raw:
             output = lm.generate(**encoded, **call.settings)
             seconds += time.perf_counter() - started
         tokens += sum(completion_lengths(output[:, encoded["input_ids"].shape[1] :], eos))
-    return Raw(seconds, tokens)
+    return Raw(seconds, tokens, others_cpu_share(first, CpuSample.now()))
 
 
 def prefill_seconds(model: ProfiledChatModel, run: Run) -> float:
@@ -248,7 +255,7 @@ class Measured:
 
 
 def result(args: argparse.Namespace, setup: Setup, measured: Measured) -> dict[str, Any]:
-    engine, raw, sequential = (measured.best(s) for s in ("engine", "raw", "sequential"))
+    engine, raw, sequential = (measured.best(s) for s in SECTIONS)
     speedup, fraction = engine.tok_s / sequential.tok_s, engine.tok_s / raw.tok_s
     return {
         "benchmark": "throughput",
@@ -259,8 +266,10 @@ def result(args: argparse.Namespace, setup: Setup, measured: Measured) -> dict[s
         "targets_met": {f"speedup>={TARGET_SPEEDUP:g}": speedup >= TARGET_SPEEDUP,
                         f"fraction>={TARGET_FRACTION:g}": fraction >= TARGET_FRACTION},
         "headline": f"fastest of {args.repeats} repeats per section",
-        "repeats_tok_s": {s: [round(r.tok_s, 1) for r in getattr(measured, s)]
-                          for s in ("engine", "raw", "sequential")},
+        "contended": max(engine.others_cpu, raw.others_cpu, sequential.others_cpu) > CONTENDED,
+        "repeats_tok_s": {s: [round(r.tok_s, 1) for r in getattr(measured, s)] for s in SECTIONS},
+        "repeats_others_cpu_share": {s: [round(r.others_cpu, 2) for r in getattr(measured, s)]
+                                     for s in SECTIONS},
         "episodes": args.episodes, "turns_per_episode": args.turns,
         "sequential_episodes": args.sequential_episodes, "seed": args.seed,
         "batch_size": setup.model.max_batch_size, "max_new_tokens": setup.model.max_new_tokens,
@@ -280,11 +289,13 @@ def measure_sections(args: argparse.Namespace, setup: Setup) -> Measured:
     for repeat in range(args.repeats):
         engine.append(timed_run(setup, [setup.plans], args.turns, args.seed))
         raw.append(replay_raw(setup.model, engine[-1]))
-        log(f"repeat {repeat}: engine {engine[-1].tok_s:.1f} tok/s, raw {raw[-1].tok_s:.1f} tok/s")
+        log(f"repeat {repeat}: engine {engine[-1].tok_s:.1f} tok/s, raw {raw[-1].tok_s:.1f} tok/s "
+            f"(others' CPU share {engine[-1].others_cpu:.2f}, {raw[-1].others_cpu:.2f})")
     groups = [[p] for p in setup.plans[: args.sequential_episodes]]
     for repeat in range(args.repeats):
         sequential.append(timed_run(setup, groups, args.turns, args.seed))
-        log(f"repeat {repeat}: sequential {sequential[-1].tok_s:.1f} tok/s")
+        log(f"repeat {repeat}: sequential {sequential[-1].tok_s:.1f} tok/s "
+            f"(others' CPU share {sequential[-1].others_cpu:.2f})")
     measured = Measured(engine, raw, sequential, {})
     measured.prefill.update({s: prefill_seconds(setup.model, measured.best(s))
                              for s in ("engine", "sequential")})

@@ -134,19 +134,20 @@ class ConversationEngine:
         prompts = [s.messages(s.context(c.history, c.partner.name, c.plan.roles[s.name], found,
                                         c.plan.scene, c.goal))
                    for s, c, found in zip(speakers, active, recalled, strict=True)]
-        replies = self._generate(prompts, speakers, [c.partner.name for c in active], rng)
+        adapters = [s.adapter_for(c.plan.roles[s.name]) for s, c in zip(speakers, active, strict=True)]
+        replies = self._generate(prompts, speakers, adapters, [c.partner.name for c in active], rng)
         for conversation, reply, found in zip(active, replies, recalled, strict=True):
             self._record(conversation, reply, tuple(m.id for m in found))
 
     def _generate(self, prompts: list[list[BaseMessage]], speakers: list[Character],
-                  partners: list[str], rng: np.random.Generator) -> list[_Reply]:
+                  adapters: list[str], partners: list[str], rng: np.random.Generator) -> list[_Reply]:
         """Batched calls; only rejected replies are asked again, up to ``retries`` times."""
         replies: list[_Reply | None] = [None] * len(prompts)
         spent = [[0, 0] for _ in prompts]
         pending = list(range(len(prompts)))
         for _attempt in range(self.retries + 1):
-            outputs = self._call_models([prompts[i] for i in pending],
-                                        [speakers[i] for i in pending], rng)
+            outputs = self._call_models([prompts[i] for i in pending], [speakers[i] for i in pending],
+                                        [adapters[i] for i in pending], rng)
             still_failing = []
             for i, (text, usage) in zip(pending, outputs, strict=True):
                 spent[i][0] += usage[0]
@@ -161,7 +162,7 @@ class ConversationEngine:
         return [r for r in replies if r is not None]
 
     def _call_models(self, prompts: list[list[BaseMessage]], speakers: list[Character],
-                     rng: np.random.Generator) -> list[tuple[str, tuple[int, int]]]:
+                     adapters: list[str], rng: np.random.Generator) -> list[tuple[str, tuple[int, int]]]:
         """One `batch` call per distinct chat model; adapters travel along as a kwarg."""
         results: list[tuple[str, tuple[int, int]]] = [("", (0, 0))] * len(prompts)
         groups: dict[int, list[int]] = {}
@@ -170,8 +171,8 @@ class ConversationEngine:
         for indices in groups.values():
             model = speakers[indices[0]].model
             kwargs: dict[str, Any] = {"seed": int(rng.integers(2**31 - 1))}
-            if any(speakers[i].adapter for i in indices):
-                kwargs["adapters"] = [speakers[i].adapter for i in indices]
+            if any(adapters[i] for i in indices):
+                kwargs["adapters"] = [adapters[i] for i in indices]
             started = time.perf_counter()
             outputs = model.batch([prompts[i] for i in indices], **kwargs)
             self.stats.generate_seconds += time.perf_counter() - started
@@ -211,7 +212,7 @@ class ConversationEngine:
     def _finish(self, conversation: _Conversation) -> Episode:
         plan = conversation.plan
         names = tuple(s.name for s in plan.speakers)
-        labels = {s.name: model_label(s) for s in plan.speakers}
+        labels = {s.name: model_label(s, plan.roles[s.name]) for s in plan.speakers}
         return Episode(
             id=plan.id, round=plan.round, participants=names,  # type: ignore[arg-type]
             personas={s.name: s.persona.facts for s in plan.speakers},
@@ -221,7 +222,9 @@ class ConversationEngine:
             stop_reason=conversation.stop_reason or "max_turns", models=labels)
 
 
-def model_label(character: Character) -> str:
+def model_label(character: Character, role: str = "") -> str:
+    """The model a character speaks with, as recorded in episodes: name+adapter."""
     model = character.model
     name = getattr(model, "model_name", None) or getattr(model, "_llm_type", type(model).__name__)
-    return f"{name}+{character.adapter}" if character.adapter else str(name)
+    adapter = character.adapter_for(role)
+    return f"{name}+{adapter}" if adapter else str(name)

@@ -125,3 +125,17 @@ def load_causal_lm(source: ModelSource, device: str, dtype: str):  # -> (model, 
     model = AutoModelForCausalLM.from_pretrained(source.folder, dtype=torch_dtype)
     model.to(device).eval()
     return model, tokenizer
+
+
+def attach_adapters(lm, adapters: dict[str, str]):  # -> peft.PeftModel
+    """Load every LoRA adapter onto one base model (peft multi-adapter), for mixed batches."""
+    from peft import PeftModel
+
+    items = list(adapters.items())
+    for key, folder in items:
+        if not (Path(folder) / "adapter_config.json").is_file():
+            raise UsageError(f"adapter {key!r}: {folder} holds no adapter_config.json")
+    model = PeftModel.from_pretrained(lm, items[0][1], adapter_name=items[0][0])
+    for key, folder in items[1:]:
+        model.load_adapter(folder, adapter_name=key)
+    return model.eval()

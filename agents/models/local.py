@@ -16,9 +16,10 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import RunnableConfig
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from agents.models import loading
+from agents.models.scoring import reply_token_losses
 
 ROLE_OF = {"system": "system", "human": "user", "ai": "assistant"}
 
@@ -50,6 +51,8 @@ class LocalChatModel(BaseChatModel):
     repetition_penalty: float = 1.2
     max_batch_size: int = 16
     max_prompt_tokens: int = 1536
+    adapters: dict[str, str] = Field(default_factory=dict)  # key -> LoRA folder (peft multi-adapter)
+    adapter: str = ""  # the adapter used when a call names none ('' = the base model)
     _lm: Any = PrivateAttr(default=None)
     _tokenizer: Any = PrivateAttr(default=None)
     _name: str = PrivateAttr(default="")
@@ -80,8 +83,28 @@ class LocalChatModel(BaseChatModel):
         source = loading.folder_source(self.path) if self.path else loading.embedded_source()
         source = loading.cached_folder(source, Path(self.cache_dir).expanduser())
         device = loading.resolve_device(self.device)
-        self._lm, self._tokenizer = loading.load_causal_lm(source, device, self.dtype)
+        lm, self._tokenizer = loading.load_causal_lm(source, device, self.dtype)
         self._name = source.name
+        self._lm = loading.attach_adapters(lm, dict(self.adapters)) if self.adapters else lm
+        if self.adapter and self.adapter not in self.adapters:
+            raise ValueError(f"model.adapter={self.adapter!r} is not among the loaded adapters")
+
+    def label(self, adapter: str | None = None) -> str:
+        """The model's name as recorded in episodes, with the adapter if one is used."""
+        chosen = self.adapter if adapter is None else adapter
+        return f"{self.model_name}+{chosen}" if chosen else self.model_name
+
+    def _adapter_kwargs(self, count: int, adapters: Sequence[str] | None) -> dict[str, Any]:
+        """peft's mixed-batch inference: each row names its adapter, '__base__' for none."""
+        if not self.adapters:
+            if adapters and any(adapters):
+                raise ValueError(f"no adapters are loaded; asked for {sorted(set(adapters) - {''})}")
+            return {}
+        names = list(adapters) if adapters is not None else [self.adapter] * count
+        unknown = set(names) - set(self.adapters) - {""}
+        if unknown:
+            raise ValueError(f"unknown adapters {sorted(unknown)}; loaded: {sorted(self.adapters)}")
+        return {"adapter_names": [n or "__base__" for n in names]}
 
     def _generate(
         self,
@@ -111,12 +134,15 @@ class LocalChatModel(BaseChatModel):
         *,
         seed: int | None = None,
         max_new_tokens: int | None = None,
+        adapters: Sequence[str] | None = None,
         **_: Any,
     ) -> list[Completion]:
         results: list[Completion] = []
         for start in range(0, len(conversations), self.max_batch_size):
             chunk = conversations[start : start + self.max_batch_size]
-            results.extend(self._complete_chunk(chunk, seed, max_new_tokens or self.max_new_tokens))
+            names = adapters[start : start + self.max_batch_size] if adapters is not None else None
+            results.extend(self._complete_chunk(chunk, seed, max_new_tokens or self.max_new_tokens,
+                                                self._adapter_kwargs(len(chunk), names)))
         return results
 
     def render(self, messages: Sequence[BaseMessage]) -> str:
@@ -132,7 +158,8 @@ class LocalChatModel(BaseChatModel):
         return batch.to(self.lm.device)
 
     def _complete_chunk(
-        self, chunk: Sequence[Sequence[BaseMessage]], seed: int | None, max_new_tokens: int
+        self, chunk: Sequence[Sequence[BaseMessage]], seed: int | None, max_new_tokens: int,
+        adapter_kwargs: dict[str, Any],
     ) -> list[Completion]:
         import torch
 
@@ -148,11 +175,12 @@ class LocalChatModel(BaseChatModel):
                 temperature=self.temperature if sampling else None,
                 top_p=self.top_p if sampling else None, top_k=None,
                 logits_processor=self._penalty(encoded["input_ids"].shape[1]),
-                pad_token_id=self.tokenizer.pad_token_id)
+                pad_token_id=self.tokenizer.pad_token_id, **adapter_kwargs)
         return self._decode(encoded, output)
 
     def choice_probabilities(
-        self, conversations: Sequence[Sequence[BaseMessage]], choices: Sequence[str]
+        self, conversations: Sequence[Sequence[BaseMessage]], choices: Sequence[str],
+        adapters: Sequence[str] | None = None,
     ) -> Any:
         """P(next token = choice) right after the assistant's turn opens: shape (n, choices)."""
         import numpy as np
@@ -163,10 +191,27 @@ class LocalChatModel(BaseChatModel):
         for start in range(0, len(conversations), self.max_batch_size):
             chunk = conversations[start : start + self.max_batch_size]
             encoded = self.encode([self.render(m) for m in chunk])
+            names = adapters[start : start + self.max_batch_size] if adapters is not None else None
             with self._lock, torch.inference_mode():
-                logits = self.lm(**encoded).logits[:, -1, :]
+                logits = self.lm(**encoded, **self._adapter_kwargs(len(chunk), names)).logits[:, -1, :]
             rows.append(_softmax_rows(logits)[:, ids].cpu().numpy())
         return np.concatenate(rows) if rows else np.zeros((0, len(choices)))
+
+    def reply_losses(
+        self, conversations: Sequence[Sequence[BaseMessage]], replies: Sequence[str],
+        adapter: str | None = None, batch_size: int = 8,
+    ) -> list[tuple[float, int]]:
+        """(summed NLL, tokens) of each reply given its conversation: for perplexity."""
+        results: list[tuple[float, int]] = []
+        for start in range(0, len(conversations), batch_size):
+            chunk = conversations[start : start + batch_size]
+            names = None if adapter is None else [adapter] * len(chunk)
+            with self._lock:
+                results += reply_token_losses(
+                    self.lm, self.tokenizer, [self.render(m) for m in chunk],
+                    replies[start : start + batch_size], self.max_prompt_tokens,
+                    self._adapter_kwargs(len(chunk), names))
+        return results
 
     def _penalty(self, prompt_length: int) -> Any:
         """Penalise repeats among the reply's own tokens only. transformers' default also
