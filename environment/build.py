@@ -19,6 +19,7 @@ from environment.engine import ConversationEngine, StopRules
 from environment.records import Scene
 from environment.society import EncounterSettings
 from memory.embedder import SentenceEmbedder
+from training.swap import AdapterPlan, adapter_plan
 
 log = logging.getLogger(__name__)
 SHIPPED_BANK = Path(__file__).resolve().parents[1] / "agents" / "data" / "bank.jsonl"
@@ -45,8 +46,12 @@ def build_embedder(cfg: DictConfig) -> SentenceEmbedder:
     return instantiate(cfg.embedder)
 
 
-def build_model(cfg: DictConfig) -> Any:
-    return instantiate(cfg.model)
+def build_model(cfg: DictConfig, plan: AdapterPlan | None = None) -> Any:
+    """The chat model, with every adapter the plan names loaded onto it (peft multi-adapter)."""
+    plan = plan or adapter_plan(cfg)
+    if not plan.folders:
+        return instantiate(cfg.model, **({"adapter": ""} if "adapter" in cfg.model else {}))
+    return instantiate(cfg.model, adapters=plan.folders, adapter=plan.default)
 
 
 def build_memory(cfg: DictConfig, embedder: SentenceEmbedder, folder: Path) -> Any:
@@ -62,9 +67,19 @@ def build_prompts(cfg: DictConfig) -> PromptBuilder:
     return PromptBuilder(directory, history_window=cfg.conversation.history_window)
 
 
-def build_characters(personas: list[Persona], memory: Any, model: Any, prompts: PromptBuilder
+def build_characters(personas: list[Persona], memory: Any, model: Any, prompts: PromptBuilder,
+                     plan: AdapterPlan | None = None, rng: np.random.Generator | None = None
                      ) -> list[Character]:
-    return [Character(p, memory, model, prompts) for p in personas]
+    """Characters speak with the plan's default adapter; a cohort (a share of them, drawn with
+    ``rng``) with the cohort adapter instead; per-role adapters apply on top."""
+    plan = plan or AdapterPlan()
+    cohort: set[int] = set()
+    if plan.cohort and rng is not None:
+        size = round(plan.cohort_share * len(personas))
+        cohort = {int(i) for i in rng.choice(len(personas), size=size, replace=False)}
+    return [Character(p, memory, model, prompts, adapter=plan.cohort if i in cohort else plan.default,
+                      cohort="adapter" if i in cohort else "base", role_adapters=dict(plan.roles))
+            for i, p in enumerate(personas)]
 
 
 def build_engine(cfg: DictConfig, progress: bool = True) -> ConversationEngine:

@@ -67,8 +67,10 @@ def check_config(cfg: DictConfig) -> None:
     if OmegaConf.select(cfg, "task._target_") == SIMULATE_TASK:
         from agents.bank import load_bank
         from environment.validation import check_simulation
+        from training.swap import adapter_plan
 
         check_simulation(cfg)
+        adapter_plan(cfg)  # unknown adapters, or ones trained on another base, stop here
         bank = load_bank(Path(cfg.society.bank) if cfg.society.bank else SHIPPED_BANK)
         if cfg.society.size > len(bank):
             raise UsageError(f"society.size={cfg.society.size} is invalid: the bank has only "

@@ -20,6 +20,7 @@ from environment.exports import export_run
 from environment.society import Society
 from environment.store import SQLiteEpisodeStore
 from environment.validation import check_simulation
+from training.swap import adapter_plan
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,11 @@ def make_society(cfg: DictConfig, folder: Path, store: SQLiteEpisodeStore) -> So
     rng = np.random.default_rng(cfg.seed)
     personas = society_personas(cfg, folder, rng)
     policy = instantiate(cfg.matching)
+    plan = adapter_plan(cfg)
     embedder = build.build_embedder(cfg)
-    model = build.build_model(cfg)
+    model = build.build_model(cfg, plan)
     memory = build.build_memory(cfg, embedder, folder)
-    characters = build.build_characters(personas, memory, model, build.build_prompts(cfg))
+    characters = build.build_characters(personas, memory, model, build.build_prompts(cfg), plan, rng)
     return Society(characters, policy, build.build_engine(cfg, cfg.simulation.progress),
                    build.build_critic(cfg, embedder, model), store, rng, build.encounter_settings(cfg))
 

@@ -135,14 +135,17 @@ class LocalChatModel(BaseChatModel):
         seed: int | None = None,
         max_new_tokens: int | None = None,
         adapters: Sequence[str] | None = None,
+        temperature: float | None = None,
         **_: Any,
     ) -> list[Completion]:
+        """Generate replies; ``temperature`` overrides the model's for this call (0 = greedy)."""
         results: list[Completion] = []
+        temperature = self.temperature if temperature is None else temperature
         for start in range(0, len(conversations), self.max_batch_size):
             chunk = conversations[start : start + self.max_batch_size]
             names = adapters[start : start + self.max_batch_size] if adapters is not None else None
             results.extend(self._complete_chunk(chunk, seed, max_new_tokens or self.max_new_tokens,
-                                                self._adapter_kwargs(len(chunk), names)))
+                                                temperature, self._adapter_kwargs(len(chunk), names)))
         return results
 
     def render(self, messages: Sequence[BaseMessage]) -> str:
@@ -159,12 +162,12 @@ class LocalChatModel(BaseChatModel):
 
     def _complete_chunk(
         self, chunk: Sequence[Sequence[BaseMessage]], seed: int | None, max_new_tokens: int,
-        adapter_kwargs: dict[str, Any],
+        temperature: float, adapter_kwargs: dict[str, Any],
     ) -> list[Completion]:
         import torch
 
         encoded = self.encode([self.render(m) for m in chunk])
-        sampling = self.temperature > 0
+        sampling = temperature > 0
         with self._lock, torch.inference_mode():
             if seed is not None:
                 # transformers samples from torch's global generator; seeding it right before
@@ -172,7 +175,7 @@ class LocalChatModel(BaseChatModel):
                 torch.manual_seed(seed)
             output = self.lm.generate(
                 **encoded, max_new_tokens=max_new_tokens, do_sample=sampling,
-                temperature=self.temperature if sampling else None,
+                temperature=temperature if sampling else None,
                 top_p=self.top_p if sampling else None, top_k=None,
                 logits_processor=self._penalty(encoded["input_ids"].shape[1]),
                 pad_token_id=self.tokenizer.pad_token_id, **adapter_kwargs)
