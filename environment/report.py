@@ -41,6 +41,7 @@ def write_report(path: str | Path, *, title: str, config_summary: dict[str, str]
         _settings_section(config_summary),
         _episodes_section(episodes),
         _scores_section(episodes),
+        _models_section(episodes),
         _tokens_section(episodes, wall_seconds),
         _graph_section(graph),
         _examples_section(episodes),
@@ -68,6 +69,22 @@ def _number(value: float, digits: int = 2) -> str:
     if isinstance(value, int):
         return str(value)
     return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _models_section(episodes: Sequence[Episode]) -> str:
+    """Overall score by the model a participant spoke with (A/B cohorts, per-role adapters).
+    A mixed episode counts for both of its models."""
+    by_model: dict[str, list[float]] = {}
+    for episode in episodes:
+        if episode.scores:
+            for label in set(episode.models.values()) or {episode.model}:
+                by_model.setdefault(label, []).append(episode.scores.overall)
+    if len(by_model) < 2:
+        return "## Models\n\nOne model for every character: " + (next(iter(by_model), "n/a"))
+    rows = [(label, *(_number(v) for v in mean_ci(values)[:2]), len(values))
+            for label, values in sorted(by_model.items())]
+    return "## Models\n\nMean overall by the model a participant used (mixed episodes count " \
+           "for both).\n\n" + _table(("model", "mean overall", "95% CI ±", "episodes"), rows)
 
 
 def _settings_section(config_summary: dict[str, str]) -> str:
