@@ -55,7 +55,17 @@ def build_model(cfg: DictConfig, plan: AdapterPlan | None = None) -> Any:
 
 
 def build_memory(cfg: DictConfig, embedder: SentenceEmbedder, folder: Path) -> Any:
-    return instantiate(cfg.memory.store, embedder=embedder, path=str(folder / "memory"))
+    """The memory store; with `memory.selector=<registered scorer>` a trained selector
+    re-ranks a larger candidate set."""
+    store = instantiate(cfg.memory.store, embedder=embedder, path=str(folder / "memory"))
+    if not cfg.memory.selector:
+        return store
+    from memory.selector import MemorySelector, SelectedMemory
+    from training.scorers import MINILM_NAME
+    from training.swap import registry_of, resolve
+
+    found = resolve(registry_of(cfg), cfg.memory.selector, "scorer", MINILM_NAME, "memory.selector")
+    return SelectedMemory(store, MemorySelector(str(found.path)), cfg.memory.selector_fetch)
 
 
 def build_critic(cfg: DictConfig, embedder: SentenceEmbedder, model: Any) -> Critic:

@@ -71,6 +71,11 @@ def check_config(cfg: DictConfig) -> None:
 
         check_simulation(cfg)
         adapter_plan(cfg)  # unknown adapters, or ones trained on another base, stop here
+        if cfg.memory.selector:
+            from training.scorers import MINILM_NAME
+            from training.swap import registry_of, resolve
+
+            resolve(registry_of(cfg), cfg.memory.selector, "scorer", MINILM_NAME, "memory.selector")
         bank = load_bank(Path(cfg.society.bank) if cfg.society.bank else SHIPPED_BANK)
         if cfg.society.size > len(bank):
             raise UsageError(f"society.size={cfg.society.size} is invalid: the bank has only "

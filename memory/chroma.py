@@ -113,7 +113,7 @@ class ChromaMemoryStore:
         results = [self._rank(owner, vector, k, now) for (owner, _), vector in
                    zip(requests, vectors, strict=True)]
         if reinforce:
-            self._reinforce([m for found in results for m in found], now)
+            self.reinforce([m for found in results for m in found], now)
         return results
 
     def _rank(self, owner: str, vector: np.ndarray, k: int, now: float) -> list[Recalled]:
@@ -133,7 +133,7 @@ class ChromaMemoryStore:
         ranked.sort(key=lambda m: m.score, reverse=True)
         return ranked[:k]
 
-    def _reinforce(self, recalled: Sequence[Recalled], now: float) -> None:
+    def reinforce(self, recalled: Sequence[Recalled], now: float) -> None:
         """Recalling a memory resets its clock and strengthens it (MemoryBank)."""
         latest = {m.id: m for m in recalled}
         if not latest:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from environment.errors import UsageError
 from memory.store import Recalled
@@ -70,3 +71,26 @@ class MemorySelector:
 
 def _with_probability(memory: Recalled, probability: float) -> Recalled:
     return dataclasses.replace(memory, metadata={**memory.metadata, SELECTOR_KEY: probability})
+
+
+class SelectedMemory:
+    """A memory store whose searches fetch ``fetch`` times more candidates and let a trained
+    selector keep the best k (CharacterChat's info selecter); only kept memories are
+    reinforced. Everything else is the wrapped store's."""
+
+    def __init__(self, store: Any, selector: MemorySelector, fetch: int = 4) -> None:
+        self.store, self.selector, self.fetch = store, selector, fetch
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def search(self, owner: str, query: str, k: int, now: float) -> list[Recalled]:
+        return self.search_many([(owner, query)], k, now)[0]
+
+    def search_many(self, requests: Sequence[tuple[str, str]], k: int, now: float,
+                    reinforce: bool = True) -> list[list[Recalled]]:
+        found = self.store.search_many(requests, k * self.fetch, now, reinforce=False)
+        kept = self.selector.rerank_many([query for _, query in requests], found, k)
+        if reinforce:
+            self.store.reinforce([m for memories in kept for m in memories], now)
+        return kept
