@@ -15,6 +15,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as run.py sets it, before torch loads
 
 from omegaconf import DictConfig
 from pydantic import PrivateAttr
@@ -180,5 +181,6 @@ def machine_summary(model: LocalChatModel) -> dict[str, Any]:
 
     return {"model": model.model_name, "dtype": str(model.lm.dtype).removeprefix("torch."),
             "device": str(model.lm.device), "torch_threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
             "cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__}

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from bench.common import (
     CpuSample,
@@ -43,10 +43,12 @@ from environment.engine import ConversationEngine, EngineStats, EpisodePlan, Sto
 from environment.records import Episode
 from environment.society import Society
 from environment.store import SQLiteEpisodeStore
+from training.swap import adapter_plan
 
 NEVER_REPEATS = 1.01  # Jaccard overlap never reaches it: every episode runs the full --turns
 TARGET_SPEEDUP = 4.0
 TARGET_FRACTION = 0.8
+PROFILED_MODEL = "bench.common.ProfiledChatModel"  # LocalChatModel that logs each generate call
 SECTIONS = ("engine", "raw", "sequential")
 CONTENDED = 0.1  # others' CPU share above which a section's number is not trustworthy
 
@@ -109,27 +111,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def build_setup(args: argparse.Namespace, folder: Path) -> Setup:
     """A society wired as `task=simulate` wires it (environment/simulation.py: make_society),
     with 2 x episodes characters from the shipped bank, seeded memories in a chromadb store in
-    ``folder``, and the profiled local model; the plans are its first round's pairs."""
+    ``folder``, and the configured model under the profiled class; the plans are the first
+    round's pairs."""
     cfg = bench_config([f"seed={args.seed}", f"society.size={2 * args.episodes}",
-                        f"paths.run_dir={folder}"])
+                        f"paths.run_dir={folder}", f"model._target_={PROFILED_MODEL}"])
     rng = np.random.default_rng(cfg.seed)
     personas = build.choose_personas(cfg, rng)
+    plan = adapter_plan(cfg)
     embedder = build.build_embedder(cfg)
-    model = ProfiledChatModel(**model_settings(cfg))
+    model = build.build_model(cfg, plan)
     memory = TimedMemory(build.build_memory(cfg, embedder, folder))
-    characters = build.build_characters(personas, memory, model, build.build_prompts(cfg))  # type: ignore[arg-type]
+    characters = build.build_characters(personas, memory, model, build.build_prompts(cfg), plan, rng)  # type: ignore[arg-type]
     store = SQLiteEpisodeStore(folder / "episodes.sqlite")
     society = Society(characters, instantiate(cfg.matching), make_engine(cfg, 1),
                       build.build_critic(cfg, embedder, model), store, rng, build.encounter_settings(cfg))
     society.seed_memories(cfg.memory.seed_importance)
     return Setup(cfg, model, memory, society.plan_round(0), store)
-
-
-def model_settings(cfg: DictConfig) -> dict[str, Any]:
-    """conf/model/local.yaml as keyword arguments (temperature, max_new_tokens, batch size ...)."""
-    settings = OmegaConf.to_container(cfg.model, resolve=True)
-    assert isinstance(settings, dict)
-    return {str(k): v for k, v in settings.items() if k != "_target_"}
 
 
 def make_engine(cfg: DictConfig, turns: int) -> ConversationEngine:

@@ -67,6 +67,9 @@ class Society:
             self._keep(interrupted.finished, round_index)
             raise KeyboardInterrupt from None
         kept = self._keep(episodes, round_index)
+        observe = getattr(self.policy, "observe", None)
+        if observe is not None:  # learning policies (bandits) update from the critic's scores
+            observe(self.store.episodes(round_index), self.graph)
         self.store.complete_round(round_index)
         self.store.begin_round(round_index + 1, self.rng.bit_generator.state)
         return kept

@@ -1,0 +1,94 @@
+"""The learning loop end to end on a tiny society, then its adapter swapped back in:
+real model, real LoRA steps, real registry, real Persona-Chat evaluation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PERSONACHAT, ROOT
+
+pytestmark = pytest.mark.skipif(not PERSONACHAT.is_file(), reason="shared Persona-Chat data missing")
+PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").is_dir() else sys.executable
+
+
+def salon(*arguments: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([PYTHON, "run.py", *arguments], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def loop_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder, registry = tmp_path_factory.mktemp("loop"), tmp_path_factory.mktemp("registry")
+    result = salon("task=loop", "experiment=smoke", "loop.held_out=1", "loop.eval_dialogues=3",
+                   "loop.eval_per_dialogue=2", "training.lora.max_steps=2", "training.top_fraction=null",
+                   "simulation.progress=false", f"paths.registry_root={registry}", f"hydra.run.dir={folder}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder, registry
+
+
+def test_loop_reports_both_generations_on_held_out_characters(loop_run) -> None:
+    folder, registry = loop_run
+    report = (folder / "loop_report.md").read_text()
+    assert "gen 0 (base)" in report and "gen 1 (loop-" in report
+    assert (folder / "loop.png").stat().st_size > 1000
+    data = json.loads((folder / "loop.json").read_text())
+    first, second = data["generations"]
+    assert first["trained_adapter"] == second["adapter"] != ""
+    assert first["dataset"]["train"] > 0 and first["train_loss"] > 0
+    held = set(data["held_out"])
+    card = json.loads(next((registry / "models").glob("*/1/card.json")).read_text())
+    trained_on = set(card["dataset"]["characters"]["train"])
+    assert trained_on and not held & trained_on  # held-out characters never enter training
+    assert held <= set(card["dataset"]["split"]["eval"])
+    for generation in (first, second):
+        assert generation["held_out_scores"]["overall"] and generation["perplexity"] > 1
+
+
+def test_adapter_swaps_into_a_plain_simulation_and_is_recorded(loop_run, tmp_path: Path) -> None:
+    folder, registry = loop_run
+    adapter = json.loads((folder / "loop.json").read_text())["generations"][0]["trained_adapter"]
+    result = salon("experiment=smoke", f"model.adapter={adapter}", f"paths.registry_root={registry}",
+                   "simulation.progress=false", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for line in (tmp_path / "run" / "episodes.jsonl").read_text().splitlines():
+        episode = json.loads(line)
+        assert episode["model"].endswith(f"+{adapter}")
+        assert all(label.endswith(f"+{adapter}") for label in episode["models"].values())
+
+
+def test_evaluate_compares_base_and_adapter(loop_run, tmp_path: Path) -> None:
+    _, registry = loop_run
+    result = salon("task=evaluate", "eval=personachat", "eval.split=dev", "eval.dialogues=3",
+                   "eval.max_per_dialogue=2", f"paths.registry_root={registry}",
+                   f"hydra.run.dir={tmp_path / 'eval'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| SmolLM2")]
+    assert len(rows) == 2 and "+loop-" in rows[1]
+    numbers = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert all(r["perplexity"] > 1 and 0 <= r["f1"] <= 1 for r in numbers)
+
+
+def test_adapter_from_another_base_is_refused_before_work(loop_run, tmp_path: Path) -> None:
+    _, registry = loop_run
+    card_path = next((registry / "models").glob("*/1/card.json"))
+    name = card_path.parent.parent.name
+    card = json.loads(card_path.read_text())
+    copy = tmp_path / "registry" / "models" / name / "1"
+    copy.mkdir(parents=True)
+    for file in card_path.parent.iterdir():
+        (copy / file.name).write_bytes(file.read_bytes())
+    (copy / "card.json").write_text(json.dumps({**card, "base_model": "Llama-2-7b-chat-hf"}))
+    result = salon("experiment=smoke", f"model.adapter={name}:1",
+                   f"paths.registry_root={tmp_path / 'registry'}", f"hydra.run.dir={tmp_path / 'run'}",
+                   timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("salon: error:") and "Llama-2-7b-chat-hf" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
