@@ -1,0 +1,98 @@
+"""`python run.py task=match seeker="<persona text or bank id>" match.k=5 [match.chat=true]`:
+the k best supporters from the bank with their predicted compatibility; with ``match.chat`` the
+seeker then talks with the best one (the simulation's Character and conversation engine)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from agents.bank import load_bank
+from agents.persona import Persona
+from environment import build
+from environment.engine import ConversationEngine, EpisodePlan, StopRules
+from environment.errors import require
+from environment.records import Episode
+from matching.compatibility import build_scorer
+from matching.dispatch import Match, Seeker, check_seeker, dispatch, format_matches, seeker_from
+
+
+def check_match(cfg: DictConfig) -> None:
+    """Everything that needs no model: the seeker text, k, turns and the scorer's registry ref."""
+    check_seeker(cfg.seeker)
+    require(isinstance(cfg.match.k, int) and cfg.match.k >= 1, "match.k", "a whole number >= 1", cfg.match.k)
+    require(isinstance(cfg.match.turns, int) and 1 <= cfg.match.turns <= 50, "match.turns",
+            "a whole number from 1 to 50", cfg.match.turns)
+    if cfg.match.scorer:
+        from matching.compatibility import resolve_scorer
+
+        resolve_scorer(cfg.match.scorer, cfg.paths.registry_root, "match.scorer")
+
+
+def match_task(cfg: DictConfig) -> None:
+    check_match(cfg)
+    bank = load_bank(build.bank_path(cfg))
+    seeker = seeker_from(cfg.seeker, bank)
+    embedder = build.build_embedder(cfg)
+    scorer = build_scorer(cfg.match.scorer, cfg.paths.registry_root, embedder, cfg.match.shortlist,
+                          key="match.scorer")
+    label = f"scorer {cfg.match.scorer}" if cfg.match.scorer else "persona-embedding similarity"
+    matches = dispatch(seeker, bank, scorer, cfg.match.k)
+    print(format_matches(seeker, matches, label))
+    episode = chat(cfg, seeker, matches[0].persona, embedder) if cfg.match.chat else None
+    if episode is not None:
+        print(format_episode(episode))
+    folder = build.run_dir(cfg)
+    (folder / "match.json").write_text(json.dumps(match_record(seeker, matches, label, episode), indent=1))
+    print(f"  {folder / 'match.json'}")
+
+
+def chat(cfg: DictConfig, seeker: Seeker, supporter: Persona, embedder: Any) -> Episode:
+    """A short seeker/supporter conversation (seeker first), scored by the configured critic."""
+    folder = build.run_dir(cfg)
+    model = build.build_model(cfg)
+    memory = build.build_memory(cfg, embedder, folder)
+    characters = build.build_characters([seeker.persona, supporter], memory, model, build.build_prompts(cfg))
+    seeds = [r for c in characters for r in c.seed_memories(0.0, cfg.memory.seed_importance)]
+    if seeds:
+        memory.add(seeds)
+    engine = chat_engine(cfg)
+    roles = {seeker.persona.name: "seeker", supporter.name: "supporter"}
+    plan = EpisodePlan("match-000", 0, (characters[0], characters[1]), roles)
+    episode = engine.run([plan], np.random.default_rng(cfg.seed), now=0.0)[0]
+    critic = build.build_critic(cfg, embedder, model)
+    personas = {c.name: c.persona for c in characters}
+    return episode.with_scores(critic.score([episode], personas)[0])
+
+
+def chat_engine(cfg: DictConfig) -> ConversationEngine:
+    conversation, turns = cfg.conversation, int(cfg.match.turns)
+    rules = StopRules(turns, min(conversation.min_turns, turns), conversation.stop_on_goodbye,
+                      conversation.repetition_threshold)
+    return ConversationEngine(rules, conversation.memory_k, conversation.retries, conversation.max_sentences,
+                              progress=False)
+
+
+def format_episode(episode: Episode) -> str:
+    lines = [f"salon: conversation ({len(episode.turns)} turns, stop: {episode.stop_reason})"]
+    for turn in episode.turns:
+        text = f"(failed turn: {turn.error})" if turn.failed else turn.text
+        lines.append(f"  {turn.speaker} ({episode.roles[turn.speaker]}): {text}")
+    if episode.scores is not None:
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in episode.scores.values.items() if not np.isnan(v))
+        lines.append(f"  critic: overall {episode.scores.overall:.2f} ({parts})")
+    return "\n".join(lines)
+
+
+def match_record(seeker: Seeker, matches: list[Match], label: str, episode: Episode | None
+                 ) -> dict[str, Any]:
+    return {
+        "seeker": {"id": seeker.persona.id, "text": seeker.text, "from_bank": seeker.from_bank},
+        "scorer": label,
+        "matches": [{"rank": m.rank, "id": m.persona.id, "name": m.persona.name, "mbti": m.persona.mbti,
+                     "score": round(m.score, 4)} for m in matches],
+        "episode": episode.to_dict() if episode is not None else None,
+    }
