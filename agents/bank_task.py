@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from hydra.utils import instantiate, to_absolute_path
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from agents.bank import generate_template_bank, save_bank
 from agents.bank_llm import rewrite_with_llm
@@ -44,4 +44,19 @@ def _source_personas(cfg: DictConfig) -> list[Persona]:
     path = Path(to_absolute_path(settings.path))
     if settings.source == "personachat":
         return personachat_personas(read_personachat(path, settings.split))
-    return [read_profile(path)]
+    if not cfg.reconstruction.enabled:
+        return [read_profile(path)]
+    return [_reconstructed(cfg, path)]
+
+
+def _reconstructed(cfg: DictConfig, path: Path) -> Persona:
+    """Character-LLM's experience reconstruction with the configured chat model."""
+    from agents.reconstruction import Reconstructor, reconstruction_settings, summary
+
+    settings = reconstruction_settings(OmegaConf.to_container(cfg.reconstruction))
+    read_profile(path)  # a bad file fails here, before the model loads
+    from environment.build import build_model
+
+    persona = Reconstructor(build_model(cfg), settings).reconstruct(path)
+    print(f"salon: {persona.name}: {summary(persona)}")
+    return persona

@@ -92,12 +92,15 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
 @dataclass
 class Engagement:
     """Is the seeker (everyone, among peers) engaged: replies that take up what the partner
-    just said (cosine to the previous line) and have substance (>= ``min_words`` words)."""
+    just said (cosine to the previous line) and have substance (>= ``min_words`` words).
+    Parroting is not engagement: a reply closer than ``echo`` to the line it answers counts
+    as disengaged (a small model often paraphrases its partner; people's uptake is ~0.2)."""
 
     embedder: object
     min_words: int = 5
     low: float = 0.05
     high: float = 0.45
+    echo: float = 0.75
     dimension: str = "seeker_engaged"
 
     def score(self, episodes: Sequence[Episode], personas: Mapping[str, Persona]) -> list[Judgement]:
@@ -108,13 +111,14 @@ class Engagement:
                  if turn.speaker in focus_speakers(episode) and not (turn.failed or prev.failed)]
         if not pairs:
             return {self.dimension: (NAN, "no replies to judge")}
-        prompts = self.embedder([p for p, _ in pairs])
-        answers = self.embedder([a for _, a in pairs])
-        uptake = float(np.mean(np.sum(prompts * answers, axis=1)))
-        substance = float(np.mean([len(a.split()) >= self.min_words for _, a in pairs]))
-        value = to_scale(uptake, self.low, self.high) * substance
-        return {self.dimension: (max(value, 1.0),
-                                 f"uptake {uptake:.2f}, substantive replies {substance:.0%}")}
+        uptake = np.sum(self.embedder([p for p, _ in pairs]) * self.embedder([a for _, a in pairs]), axis=1)
+        echoes = uptake >= self.echo
+        substantive = np.array([len(a.split()) >= self.min_words for _, a in pairs])
+        engaged = substantive & ~echoes
+        taken_up = float(uptake[~echoes].mean()) if (~echoes).any() else 0.0
+        value = to_scale(taken_up, self.low, self.high) * float(engaged.mean())
+        return {self.dimension: (max(value, 1.0), f"uptake {taken_up:.2f}, substantive replies "
+                                 f"{substantive.mean():.0%}, parroted {echoes.mean():.0%}")}
 
 
 @dataclass

@@ -70,6 +70,15 @@ def seeker_acknowledges(episode: Episode, other: Episode, rng: np.random.Generat
     return _replace_lines(episode, seeker, first + [str(rng.choice(ACKS)) for _ in range(30)])
 
 
+def seeker_parrots(episode: Episode, other: Episode, rng: np.random.Generator) -> Episode:
+    """Each of the seeker's lines replaced by the line it answers (a parroting model)."""
+    seeker, turns = episode.participants[0], list(episode.turns)
+    for i in range(1, len(turns)):
+        if turns[i].speaker == seeker:
+            turns[i] = dataclasses.replace(turns[i], text=turns[i - 1].text)
+    return dataclasses.replace(episode, turns=tuple(turns))
+
+
 def supporter_off_topic(episode: Episode, other: Episode, rng: np.random.Generator) -> Episode:
     return _replace_lines(episode, episode.participants[1], other.utterances(other.participants[1]))
 
@@ -83,7 +92,8 @@ CHECKS: dict[str, list[tuple[str, Corruption]]] = {
     "persona_consistency": [("swapped personas", swap_personas)],
     "naturalness": [("lines from another dialogue", foreign_lines), ("repeated lines", repeated_lines)],
     "seeker_engaged": [("seeker only acknowledges", seeker_acknowledges),
-                       ("lines from another dialogue", foreign_lines)],
+                       ("lines from another dialogue", foreign_lines),
+                       ("seeker parrots the partner", seeker_parrots)],
     "problem_solved": [("supporter off topic", supporter_off_topic)],
     "mood_improved": [("seeker's lines reversed", seeker_reversed)],
 }

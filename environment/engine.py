@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from langchain_core.messages import BaseMessage
@@ -39,6 +39,12 @@ class StopRules:
             raise ValueError("need 1 <= min_turns <= max_turns")
 
 
+class GoalChooser(Protocol):
+    """Picks a turn's goal (agents.goals.GoalPolicy); '' leaves the turn unsteered."""
+
+    def choose(self, turn_index: int, earlier: Sequence[str], rng: np.random.Generator) -> str: ...
+
+
 @dataclass(frozen=True)
 class EpisodePlan:
     """Who talks (first speaker first), in which roles and scene."""
@@ -67,6 +73,7 @@ class _Conversation:
     plan: EpisodePlan
     turns: list[Turn] = field(default_factory=list)
     stop_reason: str = ""
+    next_goal: str = ""
 
     @property
     def speaker(self) -> Character:
@@ -102,6 +109,7 @@ class ConversationEngine:
         max_sentences: int = 3,
         progress: bool = True,
         keep_prompts: bool = False,
+        goal_policy: GoalChooser | None = None,
     ) -> None:
         self.rules = rules
         self.memory_k = memory_k
@@ -109,6 +117,7 @@ class ConversationEngine:
         self.max_sentences = max_sentences
         self.progress = progress
         self.keep_prompts = keep_prompts
+        self.goal_policy = goal_policy
         self.stats = EngineStats()
 
     def run(self, plans: Sequence[EpisodePlan], rng: np.random.Generator, now: float) -> list[Episode]:
@@ -128,16 +137,25 @@ class ConversationEngine:
 
     def _step(self, active: list[_Conversation], rng: np.random.Generator, now: float) -> None:
         speakers = [c.speaker for c in active]
+        for conversation in active:
+            conversation.next_goal = self._goal(conversation, rng)
         requests = [(s.id, s.memory_query(c.history, c.partner.name, c.plan.scene))
                     for s, c in zip(speakers, active, strict=True)]
         recalled = speakers[0].memory.search_many(requests, self.memory_k, now)
         prompts = [s.messages(s.context(c.history, c.partner.name, c.plan.roles[s.name], found,
-                                        c.plan.scene, c.goal))
+                                        c.plan.scene, c.next_goal))
                    for s, c, found in zip(speakers, active, recalled, strict=True)]
         adapters = [s.adapter_for(c.plan.roles[s.name]) for s, c in zip(speakers, active, strict=True)]
         replies = self._generate(prompts, speakers, adapters, [c.partner.name for c in active], rng)
         for conversation, reply, found in zip(active, replies, recalled, strict=True):
             self._record(conversation, reply, tuple(m.id for m in found))
+
+    def _goal(self, conversation: _Conversation, rng: np.random.Generator) -> str:
+        """The plan's goal for this turn, else the goal policy's (drawn from the society RNG)."""
+        if conversation.goal or self.goal_policy is None:
+            return conversation.goal
+        earlier = [t.goal for t in conversation.turns if t.goal]
+        return self.goal_policy.choose(len(conversation.turns), earlier, rng)
 
     def _generate(self, prompts: list[list[BaseMessage]], speakers: list[Character],
                   adapters: list[str], partners: list[str], rng: np.random.Generator) -> list[_Reply]:
@@ -194,7 +212,7 @@ class ConversationEngine:
         conversation.turns.append(Turn(
             speaker=speaker, text=cleaned.text, memory_ids=memory_ids,
             prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
-            failed=bool(cleaned.error), error=cleaned.error, goal=conversation.goal))
+            failed=bool(cleaned.error), error=cleaned.error, goal=conversation.next_goal))
         conversation.stop_reason = self._stop_reason(conversation, cleaned, earlier)
 
     def _stop_reason(self, conversation: _Conversation, cleaned: Cleaned, earlier: list[str]) -> str:

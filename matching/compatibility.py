@@ -36,7 +36,8 @@ def resolve_scorer(ref: str, registry_root: str | Path, key: str = SCORER_KEY) -
     from training.scorers import MINILM_NAME, read_scorer_info
     from training.swap import resolve
 
-    found = resolve(ModelRegistry(Path(to_absolute_path(str(registry_root)))), ref, "scorer", MINILM_NAME, key)
+    registry = ModelRegistry(Path(to_absolute_path(str(registry_root))))
+    found = resolve(registry, ref, "scorer", MINILM_NAME, key)
     task = read_scorer_info(found.path).task
     if task != "regression":
         raise UsageError(f"{key}={ref}: {found.ref} is a {task} scorer; a compatibility scorer is "

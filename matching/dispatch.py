@@ -45,11 +45,12 @@ def check_seeker(value: object) -> str:
 
 
 def seeker_from(value: object, bank: Sequence[Persona]) -> Seeker:
-    """A bank persona when ``value`` is one of the bank's ids, else a persona built from the text."""
+    """A bank persona when ``value`` is one of the bank's ids (or names), else a persona built
+    from the text."""
     text = check_seeker(value)
-    by_id = {p.id: p for p in bank}
-    if text in by_id:
-        return Seeker(by_id[text], by_id[text].describe(), True)
+    known = {p.name: p for p in bank} | {p.id: p for p in bank}
+    if text in known:
+        return Seeker(known[text], known[text].describe(), True)
     return Seeker(persona_from_text(text, {p.name for p in bank}, {p.id for p in bank}), text, False)
 
 

@@ -33,39 +33,45 @@ def check_match(cfg: DictConfig) -> None:
 
 
 def match_task(cfg: DictConfig) -> None:
+    run_match(cfg)
+
+
+def run_match(cfg: DictConfig, embedder: Any = None, model: Any = None) -> dict[str, Any]:
+    """Dispatch (and chat, with ``match.chat``), print, write ``match.json``; return its record.
+    The embedder and chat model are built from config unless given."""
     check_match(cfg)
     bank = load_bank(build.bank_path(cfg))
     seeker = seeker_from(cfg.seeker, bank)
-    embedder = build.build_embedder(cfg)
+    embedder = embedder if embedder is not None else build.build_embedder(cfg)
     scorer = build_scorer(cfg.match.scorer, cfg.paths.registry_root, embedder, cfg.match.shortlist,
                           key="match.scorer")
     label = f"scorer {cfg.match.scorer}" if cfg.match.scorer else "persona-embedding similarity"
     matches = dispatch(seeker, bank, scorer, cfg.match.k)
     print(format_matches(seeker, matches, label))
-    episode = chat(cfg, seeker, matches[0].persona, embedder) if cfg.match.chat else None
+    episode = chat(cfg, seeker, matches[0].persona, embedder, model) if cfg.match.chat else None
     if episode is not None:
         print(format_episode(episode))
+    record = match_record(seeker, matches, label, episode)
     folder = build.run_dir(cfg)
-    (folder / "match.json").write_text(json.dumps(match_record(seeker, matches, label, episode), indent=1))
+    (folder / "match.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     print(f"  {folder / 'match.json'}")
+    return record
 
 
-def chat(cfg: DictConfig, seeker: Seeker, supporter: Persona, embedder: Any) -> Episode:
+def chat(cfg: DictConfig, seeker: Seeker, supporter: Persona, embedder: Any, model: Any = None) -> Episode:
     """A short seeker/supporter conversation (seeker first), scored by the configured critic."""
     folder = build.run_dir(cfg)
-    model = build.build_model(cfg)
+    model = model if model is not None else build.build_model(cfg)
     memory = build.build_memory(cfg, embedder, folder)
     characters = build.build_characters([seeker.persona, supporter], memory, model, build.build_prompts(cfg))
     seeds = [r for c in characters for r in c.seed_memories(0.0, cfg.memory.seed_importance)]
     if seeds:
         memory.add(seeds)
-    engine = chat_engine(cfg)
     roles = {seeker.persona.name: "seeker", supporter.name: "supporter"}
     plan = EpisodePlan("match-000", 0, (characters[0], characters[1]), roles)
-    episode = engine.run([plan], np.random.default_rng(cfg.seed), now=0.0)[0]
+    episode = chat_engine(cfg).run([plan], np.random.default_rng(cfg.seed), now=0.0)[0]
     critic = build.build_critic(cfg, embedder, model)
-    personas = {c.name: c.persona for c in characters}
-    return episode.with_scores(critic.score([episode], personas)[0])
+    return episode.with_scores(critic.score([episode], {c.name: c.persona for c in characters})[0])
 
 
 def chat_engine(cfg: DictConfig) -> ConversationEngine:

@@ -1,0 +1,213 @@
+"""The OpenAI-compatible routes: GET /v1/models and POST /v1/chat/completions, where a model
+is `character/<id>`. The server adds the persona and the retrieved memories; each successful
+exchange is stored in the character's memory; bad input is an HTTP 4xx with OpenAI's error body.
+
+Streaming sends the reply as server-sent events in OpenAI's chunk format. The reply is cleaned
+as a whole (never text that is later withdrawn), so chunks follow the finished reply: a request
+is batched with whoever else is waiting, then its cleaned text goes out word by word."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+from sse_starlette.sse import EventSourceResponse
+
+from agents.chat import ChatReply, ChatRequest, InvalidMessage, check_message
+from agents.goals import resolve_goal
+from environment.serve.batching import Job
+from environment.serve.characters import UnknownCharacter
+from environment.serve.errors import APIError
+from environment.serve.state import ServeState
+
+MODEL_PREFIX = "character/"
+NAME = re.compile(r"^[A-Za-z0-9 _.'-]{1,64}$")
+router = APIRouter()
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: StrictStr
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant"]
+    content: StrictStr | list[TextPart] | None = None
+    name: StrictStr | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    include_usage: StrictBool = False
+
+
+class CompletionRequest(BaseModel):
+    """The fields Salon reads; other OpenAI fields are accepted and ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: StrictStr
+    messages: Annotated[list[Message], Field(min_length=1)]
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    n: Annotated[int, Field(ge=1, le=1)] = 1
+    goal: StrictStr | None = None  # Salon's extension: a PersonaGPT goal for this reply
+
+
+def parse_request(body: bytes) -> CompletionRequest:
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise APIError(400, f"the request body is not valid JSON: {error}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise APIError(400, "the request body must be a JSON object", code="invalid_json")
+    try:
+        return CompletionRequest.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or None
+        raise APIError(400, f"{param}: {first['msg']}", param=param, code="invalid_value") from None
+
+
+def to_chat_request(state: ServeState, body: CompletionRequest) -> ChatRequest:
+    if not body.model.startswith(MODEL_PREFIX):
+        raise APIError(404, f"model {body.model!r} is not served here; use character/<id> (GET /v1/models)",
+                       type="invalid_request_error", param="model", code="model_not_found")
+    try:
+        character = state.directory.by_id(body.model.removeprefix(MODEL_PREFIX))
+    except UnknownCharacter as error:
+        raise APIError(404, str(error), param="model", code="model_not_found") from None
+    if len(body.messages) > state.settings.max_messages:
+        raise APIError(400, f"at most {state.settings.max_messages} messages per request",
+                       param="messages", code="too_many_messages")
+    last = body.messages[-1]
+    if last.role != "user":
+        raise APIError(400, "the last message must be the user's", param="messages", code="invalid_value")
+    partner = _partner(state, last)
+    history, system = [], []
+    for index, message in enumerate(body.messages):
+        text = _checked(state, message, index)
+        if message.role in ("system", "developer"):
+            system.append(text)
+        else:
+            history.append((partner if message.role == "user" else character.name, text))
+    return ChatRequest(character, tuple(history), partner, goal=_goal(body.goal),
+                       extra_system="\n".join(system))
+
+
+def _checked(state: ServeState, message: Message, index: int) -> str:
+    try:
+        return check_message(message.text(), state.chat.max_message_chars)
+    except InvalidMessage as error:
+        code = "message_too_long" if "limit" in str(error) else "empty_message"
+        raise APIError(400, f"messages[{index}]: {error}", param=f"messages.{index}.content",
+                       code=code) from None
+
+
+def _partner(state: ServeState, last: Message) -> str:
+    if last.name is None:
+        return state.chat.user_name
+    if not NAME.match(last.name):
+        raise APIError(400, "a message name is 1-64 letters, digits, spaces or _.'-",
+                       param="messages.name", code="invalid_value")
+    return last.name
+
+
+def _goal(goal: str | None) -> str:
+    if goal is None or not goal.strip():
+        return ""
+    try:
+        return resolve_goal(goal)
+    except ValueError as error:
+        raise APIError(400, str(error), param="goal", code="invalid_value") from None
+
+
+def max_new_tokens(state: ServeState, body: CompletionRequest) -> int | None:
+    wanted = body.max_completion_tokens or body.max_tokens
+    if wanted is not None and wanted > state.settings.max_new_tokens_limit:
+        raise APIError(400, f"max_tokens is at most {state.settings.max_new_tokens_limit} here",
+                       param="max_tokens", code="invalid_value")
+    return wanted
+
+
+@router.get("/v1/models")
+def list_models(request: Request) -> dict[str, Any]:
+    state: ServeState = request.app.state.salon
+    return {"object": "list", "data": [
+        {"id": f"{MODEL_PREFIX}{p.id}", "object": "model", "created": 0, "owned_by": "salon", "name": p.name}
+        for p in state.directory.personas]}
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(request: Request) -> JSONResponse | EventSourceResponse:
+    state: ServeState = request.app.state.salon
+    body = parse_request(await request.body())
+    chat = to_chat_request(state, body)
+    job = Job(chat, body.temperature, max_new_tokens(state, body), store=state.settings.remember)
+    reply = await state.queue.submit(job)
+    if not reply.ok:
+        raise APIError(502, f"the model gave no usable reply ({reply.error}); nothing was stored",
+                       type="server_error", code="reply_rejected")
+    completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return EventSourceResponse(stream_chunks(completion_id, body.model, reply, include_usage), sep="\n")
+    return JSONResponse(completion(completion_id, body.model, reply))
+
+
+def _usage(reply: ChatReply) -> dict[str, int]:
+    return {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+            "total_tokens": reply.prompt_tokens + reply.completion_tokens}
+
+
+def salon_extra(reply: ChatReply) -> dict[str, Any]:
+    """Salon's additions: what the character recalled and the goal it pursued."""
+    return {"goal": reply.goal, "memories": [
+        {"id": m.id, "text": m.text, "kind": m.kind, "score": round(m.score, 4)} for m in reply.recalled]}
+
+
+def completion(completion_id: str, model: str, reply: ChatReply) -> dict[str, Any]:
+    return {"id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
+                         "finish_reason": "stop", "logprobs": None}],
+            "usage": _usage(reply), "salon": salon_extra(reply)}
+
+
+def _chunk(completion_id: str, model: str, delta: dict[str, str], finish: str | None = None,
+           **extra: Any) -> dict[str, str]:
+    body = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
+                                         "logprobs": None}], **extra}
+    return {"data": json.dumps(body)}
+
+
+def words(text: str) -> list[str]:
+    """The reply in chunks of one word each, the spacing kept (joined they give ``text``)."""
+    return re.findall(r"\S+\s*", text)
+
+
+async def stream_chunks(completion_id: str, model: str, reply: ChatReply,
+                        include_usage: bool) -> AsyncIterator[dict[str, str]]:
+    yield _chunk(completion_id, model, {"role": "assistant", "content": ""})
+    for piece in words(reply.text):
+        yield _chunk(completion_id, model, {"content": piece})
+    yield _chunk(completion_id, model, {}, "stop", salon=salon_extra(reply))
+    if include_usage:
+        yield {"data": json.dumps({"id": completion_id, "object": "chat.completion.chunk",
+                                   "created": int(time.time()), "model": model, "choices": [],
+                                   "usage": _usage(reply)})}
+    yield {"data": "[DONE]"}
