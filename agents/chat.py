@@ -268,6 +268,6 @@ def chat_task(cfg: DictConfig) -> None:
 
     key = character_key(cfg)
     directory = open_directory(cfg)
-    character = directory.character(key)
+    character = directory.chosen(key)
     session = ChatSession(character, chat_settings(cfg), directory.now, seed=cfg.seed)
     run_terminal(session)

@@ -61,7 +61,7 @@ def interview_task(cfg: DictConfig) -> None:
     key = character_key(cfg)
     embedder = build_embedder(cfg)
     directory = open_directory(cfg, embedder=embedder)
-    character = directory.character(key)
+    character = directory.chosen(key)
     sessions = plan_sessions(questions, multi, settings.turns, settings.limit)
     if settings.protective:
         sessions += protective_sessions(character.persona)
@@ -73,7 +73,7 @@ def interview_task(cfg: DictConfig) -> None:
     measured = proxies(embedder, character.persona, control_texts(character.persona), scored)
     folder = run_dir(cfg)
     write_jsonl(folder / "interview.jsonl", scored)
-    summary = {"questions": str(path), "mode": "multi-turn" if multi else "single-turn",
+    summary = {"questions": str(path.resolve()), "mode": "multi-turn" if multi else "single-turn",
                "model": _model_name(directory.model), "judge": _model_name(directory.model)}
     report = write_report(folder / "interview_report.md", character.persona, scored, measured, summary)
     print(f"salon: interviewed {character.name}: {len(scored)} sessions; report: {report}")

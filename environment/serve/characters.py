@@ -81,6 +81,13 @@ class CharacterDirectory:
     def character(self, key: str) -> Character:
         return self.by_id(self.find(key).id)
 
+    def chosen(self, key: str) -> Character:
+        """`character=<key>` for a task: an unknown or ambiguous key is a one-line UsageError."""
+        try:
+            return self.character(key)
+        except UnknownCharacter as error:
+            raise UsageError(str(error).strip('"')) from None
+
     def _seed(self, persona: Persona) -> None:
         if persona.memories and self.memory.count(persona.id) == 0:
             self.memory.add([MemoryRecord(persona.id, text, "seed", self.seed_importance, 0.0)

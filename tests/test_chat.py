@@ -1,0 +1,118 @@
+"""Talking to a character: finding it, MIRACLE attributes in its prompt, a chat session whose
+memories persist into the next session, and `python run.py task=chat` under a scripted
+terminal session (stdin/stdout pipes)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from agents.chat import (
+    ChatRequest,
+    ChatSession,
+    InvalidMessage,
+    chat_settings,
+    check_message,
+    prompt_for,
+    run_terminal,
+)
+from environment.errors import UsageError
+from environment.serve.characters import UnknownCharacter, character_attributes, character_key, open_directory
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+PYTHON = str(VENV_PYTHON if VENV_PYTHON.is_file() else sys.executable)
+
+
+def config(*overrides: str):
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=["task=chat", *overrides])
+
+
+def test_messages_are_checked() -> None:
+    assert check_message("  hi  ", 10) == "hi"
+    for bad in ("", "   ", "x" * 11, 5):
+        with pytest.raises(InvalidMessage):
+            check_message(bad, 10)
+
+
+def test_character_key_and_attributes_from_the_command_line() -> None:
+    assert character_key(config("character=Yara Moreau")) == "Yara Moreau"
+    cfg = config("character.id=infj-001", "character.attributes.language_style=lyrical")
+    assert character_key(cfg) == "infj-001"
+    assert character_attributes(cfg) == {"language_style": "lyrical"}
+    with pytest.raises(UsageError, match="character is missing"):
+        character_key(config())
+    with pytest.raises(UsageError, match="plain, lyrical"):
+        character_attributes(config("character.attributes.language_style=loud"))
+
+
+def test_finding_characters_and_attributes_in_the_prompt(tmp_path: Path, chat_model, embedder) -> None:
+    cfg = config(f"chat.memory_dir={tmp_path}", "character.attributes.language_style=lyrical",
+                 "character.attributes.attitude=pessimistic", "character.attributes.mentality=critical")
+    directory = open_directory(cfg, model=chat_model, embedder=embedder)
+    assert directory.find("infj-001").id == "infj-001"
+    assert directory.find("yara moreau").id == "infj-001"
+    with pytest.raises(UnknownCharacter, match="several"):
+        directory.find("infj")
+    with pytest.raises(UnknownCharacter, match="no character"):
+        directory.find("Nobody Atall")
+    character = directory.character("infj-001")
+    assert (character.persona.language_style, character.persona.attitude) == ("lyrical", "pessimistic")
+    system = prompt_for(ChatRequest(character, (("User", "Hello"),)), [])[0].content
+    for instruction in ("Speak lyrically", "expect the worst", "think critically"):
+        assert instruction in system
+    plain = open_directory(config(f"chat.memory_dir={tmp_path / 'other'}"), model=chat_model,
+                           embedder=embedder).character("infj-001")
+    assert "Speak lyrically" not in prompt_for(ChatRequest(plain, (("User", "Hi"),)), [])[0].content
+
+
+def test_a_session_remembers_into_the_next_session(tmp_path: Path, chat_model, embedder) -> None:
+    cfg = config(f"chat.memory_dir={tmp_path}")
+    first = ChatSession(open_directory(cfg, model=chat_model, embedder=embedder).character("esfp-002"),
+                        chat_settings(cfg), now=0.0)
+    out = io.StringIO()
+    script = io.StringIO("/goal pets\nMy dog Biscuit loves swimming in the lake.\n/memories\n/quit\n")
+    assert run_terminal(first, script, out) == 1
+    shown = out.getvalue()
+    assert "next reply will ask about their pets" in shown and f"{first.character.name}: " in shown
+    assert "[seed, score" in shown and first.goal == ""
+    second = ChatSession(open_directory(cfg, model=chat_model, embedder=embedder).character("esfp-002"),
+                         chat_settings(cfg), now=0.0)
+    stored = [m["text"] for m in second.character.memory.memories("esfp-002") if m["kind"] == "chat"]
+    assert any("Biscuit loves swimming" in m for m in stored)
+    reply = second.send("Do you remember what my dog Biscuit loves?")
+    assert any("Biscuit" in m.text and m.kind == "chat" for m in reply.recalled)
+
+
+def test_task_chat_in_a_scripted_terminal_session(tmp_path: Path) -> None:
+    script = "Hello! What do you do for a living?\n/goal hobbies\n/memories\n\n/nonsense\n/quit\n"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(
+        [PYTHON, "run.py", "task=chat", "character=Yara Moreau", f"chat.memory_dir={tmp_path / 'chats'}",
+         f"hydra.run.dir={tmp_path / 'run'}", "model.temperature=0"],
+        cwd=ROOT, env=env, input=script, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("salon: chatting with Yara Moreau (infj-001)")
+    assert any(line.startswith("Yara Moreau: ") and len(line) > len("Yara Moreau: ") for line in lines)
+    assert "salon: next reply will ask about their hobbies" in lines
+    assert any(line.startswith("  [") for line in lines)  # /memories lists what was recalled
+    assert any("unknown command /nonsense" in line for line in lines)
+    assert "Traceback" not in result.stderr
+    assert any((tmp_path / "chats").rglob("chroma.sqlite3"))
+
+
+def test_task_chat_with_an_unknown_character_is_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [PYTHON, "run.py", "task=chat", "character=Nobody Atall", f"chat.memory_dir={tmp_path / 'chats'}",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=ROOT, input="", capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("salon: error: no character 'Nobody Atall'")
