@@ -32,17 +32,38 @@ def check_arguments(arguments: list[str]) -> None:
     """Catch unknown config-group options (`matching=nope`) and unknown keys before Hydra does,
     so the user gets one line naming the key and what is allowed."""
     overrides = [a for a in arguments if "=" in a and not a.startswith("-")]
-    for override in overrides:
-        key, _, value = override.lstrip("+~").partition("=")
+    parsed = _parse(overrides)
+    for override in parsed:
+        key = override.get_key_element().lstrip("+~")
         group = CONF_DIR / key
         if group.is_dir() and "." not in key:
             options = sorted(p.stem for p in group.glob("*.yaml"))
-            for choice in _sweep_values(value):
+            for choice in _values(override):
                 if choice not in options and choice != "null":
                     raise UsageError(f"{key}={choice} is not a known option; allowed: {', '.join(options)}")
     if any(o.startswith("resume=") and o != "resume=null" for o in overrides):
         _check_resume_overrides(overrides)
-    check_config(_compose_first(overrides))
+    check_config(_compose_first(parsed))
+
+
+def _parse(overrides: list[str]) -> list:
+    """Hydra's own override grammar (sweeps, lists, quoting), as one-line usage errors."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        return OverridesParser.create().parse_overrides(overrides)
+    except HydraException as error:
+        message = str(error).splitlines()[0]
+        raise UsageError(f"{message} (quote lists of paths: 'training.runs=[\"a\",\"b\"]')") from None
+
+
+def _values(override) -> list[str]:
+    """The option names an override picks: every value of a simple sweep, else its one value."""
+    if override.is_sweep_override():
+        return [] if override.is_discrete_sweep() is False else list(override.sweep_string_iterator())
+    value = override.value()
+    return [str(value)] if isinstance(value, str) else []
 
 
 RESUME_OVERRIDES = ("simulation.rounds", "simulation.progress")
@@ -82,26 +103,27 @@ def check_config(cfg: DictConfig) -> None:
                              f"{len(bank)} characters")
 
 
-def _sweep_values(value: str) -> list[str]:
-    if value.startswith(("range(", "choice(", "interval(", "glob(")):
-        return []
-    return [v.strip() for v in value.split(",")] if "," in value else [value]
-
-
-def _compose_first(overrides: list[str]) -> DictConfig:
+def _compose_first(parsed: list) -> DictConfig:
     """Compose the config with the first value of every sweep to surface unknown keys."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    first = [o if "," not in o.partition("=")[2] else o.split(",")[0] for o in overrides
-             if not o.startswith(("hydra.", "+hydra."))]
+    first = [_first_value(o) for o in parsed if not o.get_key_element().lstrip("+~").startswith("hydra.")]
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
             return compose("config", overrides=first)
     except (HydraException, OmegaConfBaseException) as error:
         message = str(error).splitlines()[0]
         raise UsageError(f"{message} (see `python run.py --help` for the config groups)") from None
+
+
+def _first_value(override) -> str:
+    if not override.is_sweep_override():
+        return override.input_line
+    values = list(override.sweep_string_iterator()) if override.is_discrete_sweep() else []
+    prefix = override.get_key_element()
+    return f"{prefix}={values[0]}" if values else override.input_line.split("=", 1)[0] + "=null"
 
 
 def with_resume_dir(argv: list[str]) -> list[str]:

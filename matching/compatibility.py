@@ -95,8 +95,7 @@ def symmetric_expectation(matrix: np.ndarray) -> np.ndarray:
     finite = np.isfinite(both)
     counts = finite.sum(axis=0)
     total = np.where(finite, both, 0.0).sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        expected = np.where(counts > 0, total / np.maximum(counts, 1), -np.inf)
+    expected = np.where(counts > 0, total / np.maximum(counts, 1), -np.inf)
     np.fill_diagonal(expected, -np.inf)
     return expected
 

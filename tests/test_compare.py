@@ -139,7 +139,7 @@ def test_a_real_smoke_sweep_compares(tmp_path: Path) -> None:
     """The issue's sweep at its smallest (one job: a model load per job is the cost): the
     bandit on the smoke society, learning from the critic through the Society's observe."""
     sweep_dir = tmp_path / "sweep"
-    ran = salon(tmp_path, "-m", "matching=bandit", "seed=1", "experiment=smoke", "simulation.rounds=2",
+    ran = salon(tmp_path, "-m", "matching=bandit", "seed=1", "experiment=smoke",
                 "simulation.progress=false", f"hydra.sweep.dir={sweep_dir}", timeout=600)
     assert ran.returncode == 0, ran.stderr[-3000:]
     runs = find_runs(sweep_dir)
@@ -151,5 +151,5 @@ def test_a_real_smoke_sweep_compares(tmp_path: Path) -> None:
                      timeout=120)
     assert compared.returncode == 0, compared.stderr[-3000:]
     text = (tmp_path / "cmp" / "compare.md").read_text()
-    assert "| bandit | 1 | 4 |" in text  # 4 characters: 2 episodes a round
+    assert "| bandit | 1 | 2 |" in text  # 4 characters, 1 round: 2 episodes
     assert (tmp_path / "cmp" / "compare.png").is_file()

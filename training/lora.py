@@ -151,9 +151,10 @@ def _trainer(config: LoraTrainingConfig, model: Any, tokenizer: Any, train: Data
 
 
 def _trained_tokens(trainer: Any, config: LoraTrainingConfig) -> int:
-    """Tokens the training went through: tokenized lengths times the passes made."""
-    lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]] if \
-        "input_ids" in trainer.train_dataset.column_names else []
-    steps = trainer.state.global_step * config.batch_size * config.gradient_accumulation
-    mean = sum(lengths) / len(lengths) if lengths else 0
-    return int(mean * steps)
+    """Tokens the training went through: mean tokenised example length (all `*input_ids`
+    columns: SFT has one, DPO has prompt/chosen/rejected) times the examples seen."""
+    data = trainer.train_dataset
+    columns = [c for c in data.column_names if c.endswith("input_ids")]
+    lengths = [sum(len(data[i][c]) for c in columns) for i in range(len(data))]
+    seen = trainer.state.global_step * config.batch_size * config.gradient_accumulation
+    return int(sum(lengths) / len(lengths) * seen) if lengths else 0
