@@ -85,6 +85,9 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.resume:
         saved_config(cfg.resume)
         return  # a resumed run uses its saved, already checked config
+    from matching.checks import check_pairing
+
+    check_pairing(cfg)
     if OmegaConf.select(cfg, "task._target_") == SIMULATE_TASK:
         from agents.bank import load_bank
         from environment.validation import check_simulation

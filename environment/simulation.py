@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
@@ -20,6 +19,7 @@ from environment.exports import export_run
 from environment.society import Society
 from environment.store import SQLiteEpisodeStore
 from environment.validation import check_simulation
+from matching.checks import build_policy
 from training.swap import adapter_plan
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,9 @@ def society_personas(cfg: DictConfig, folder: Path, rng: np.random.Generator) ->
 def make_society(cfg: DictConfig, folder: Path, store: SQLiteEpisodeStore) -> Society:
     rng = np.random.default_rng(cfg.seed)
     personas = society_personas(cfg, folder, rng)
-    policy = instantiate(cfg.matching)
     plan = adapter_plan(cfg)
     embedder = build.build_embedder(cfg)
+    policy = build_policy(cfg, embedder)
     model = build.build_model(cfg, plan)
     memory = build.build_memory(cfg, embedder, folder)
     characters = build.build_characters(personas, memory, model, build.build_prompts(cfg), plan, rng)

@@ -12,7 +12,7 @@ from environment.errors import SalonError
 SIMULATING_TASKS = ("environment.simulation.simulate_task", "training.loop.loop_task")
 
 
-def build_policy(cfg: DictConfig) -> Any:
+def build_policy(cfg: DictConfig, embedder: Any = None) -> Any:
     """``instantiate(cfg.matching)``; Hydra wraps a constructor's error in an
     InstantiationException, so a SalonError (a bad ``matching.*`` value, a scorer trained on
     another base) is re-raised as itself: one line and its exit code, no traceback."""
@@ -20,7 +20,8 @@ def build_policy(cfg: DictConfig) -> Any:
     from hydra.utils import instantiate
 
     try:
-        return instantiate(cfg.matching)
+        shared = {"embedder": embedder} if embedder is not None and "embedder" in cfg.matching else {}
+        return instantiate(cfg.matching, **shared)  # one MiniLM for the whole run
     except InstantiationException as error:
         if isinstance(error.__cause__, SalonError):
             raise error.__cause__ from None
