@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
 
 
 class APIError(Exception):
@@ -37,6 +40,12 @@ def install_handlers(app: FastAPI) -> None:
         first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
         param = ".".join(str(p) for p in first["loc"]) or None
         return error_response(APIError(400, f"{param}: {first['msg']}", param=param, code="invalid_value"))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, error: Exception) -> JSONResponse:
+        log.exception("request failed")
+        return error_response(APIError(500, f"internal error: {type(error).__name__}", type="server_error",
+                                       code="internal_error"))
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, error: HTTPException) -> JSONResponse:

@@ -51,6 +51,7 @@ async function load() {
     const info = await json("/api/info");
     $("#source").textContent = info.source === "run" ? `run ${info.run}: ${info.characters} characters`
       : `character bank: ${info.characters} characters`;
+    $("#goal").replaceChildren(element("option", { value: "" }, "no goal"));
     for (const [code, goal] of Object.entries(info.goals)) $("#goal").append(element("option", { value: code }, goal));
     $("#graph-note").textContent = info.graph ? "" : "No interaction graph: serve a run folder (run=<folder>).";
     state.characters = await json("/api/characters");
@@ -72,7 +73,7 @@ function showCharacters() {
     const item = element("li", { "data-character-id": c.id }, c.name);
     item.append(element("small", {}, [c.mbti, c.job, c.episodes ? `${c.episodes} episodes` : ""].filter(Boolean).join(" · ")));
     if (state.current && state.current.id === c.id) item.classList.add("active");
-    item.addEventListener("click", () => open(c));
+    item.addEventListener("click", () => openCharacter(c));
     list.append(item);
   }
 }
@@ -82,7 +83,7 @@ function showTab(name) {
   document.querySelectorAll(".tab").forEach((t) => { t.hidden = t.id !== `tab-${name}`; });
 }
 
-async function open(character) {
+async function openCharacter(character) {
   state.current = character;
   state.histories[character.id] = state.histories[character.id] || [];
   showCharacters();
@@ -93,20 +94,20 @@ async function open(character) {
   showTab("chat");
   $("#message").focus();
   const profile = await json(`/api/characters/${encodeURIComponent(character.id)}`);
-  renderProfile(profile);
+  renderProfile(profile, await json(`/api/memories/${encodeURIComponent(character.id)}`));
   loadEpisodes(character.id);
 }
 
-function renderProfile(profile) {
+function renderProfile(profile, stored) {
   const tab = $("#tab-profile");
   tab.replaceChildren(element("h2", {}, profile.name));
   const facts = element("ul");
   for (const line of [...profile.profile, ...profile.facts]) facts.append(element("li", {}, line));
   tab.append(facts);
-  if (profile.memories.length) {
-    tab.append(element("h3", {}, "Seed memories"));
+  if (stored.length) {
+    tab.append(element("h3", {}, "Memories (newest first)"));
     const memories = element("ul");
-    for (const m of profile.memories) memories.append(element("li", {}, m));
+    for (const m of stored) memories.append(element("li", {}, `[${m.kind}] ${m.text}`));
     tab.append(memories);
   }
 }
