@@ -7,7 +7,7 @@ all answer through `respond`, so a person gets the same character a simulation u
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from agents.character import Character
 from agents.goals import describe_codes, resolve_goal
-from agents.replies import clean_reply
+from agents.replies import clean_reply, settled_sentences
 from memory.store import MemoryRecord, Recalled
 
 MEMORY_QUOTE_CHARS = 400
@@ -120,15 +120,17 @@ def prompt_for(request: ChatRequest, recalled: Sequence[Recalled]) -> list[BaseM
 
 
 def generate(model: BaseChatModel, prompts: Sequence[Sequence[BaseMessage]], seed: int,
-             temperature: float | None = None, max_new_tokens: int | None = None
-             ) -> list[tuple[str, int, int]]:
+             temperature: float | None = None, max_new_tokens: int | None = None,
+             on_text: Callable[[int, str], None] | None = None) -> list[tuple[str, int, int]]:
     """(raw text, prompt tokens, completion tokens) per prompt from one batched call. A local
-    model takes per-call sampling settings; a remote server uses its configured ones."""
+    model takes per-call sampling settings and streams (``on_text(index, raw text so far)``);
+    a remote server uses its configured ones and answers whole."""
     if not prompts:
         return []
     complete = getattr(model, "complete", None)
     if complete is not None:
-        done = complete(prompts, seed=seed, temperature=temperature, max_new_tokens=max_new_tokens)
+        done = complete(prompts, seed=seed, temperature=temperature, max_new_tokens=max_new_tokens,
+                        on_text=on_text)
         return [(c.text, c.prompt_tokens, c.completion_tokens) for c in done]
     outputs = model.batch([list(p) for p in prompts], seed=seed)
     return [(str(m.content), int((m.usage_metadata or {}).get("input_tokens", 0)),
@@ -136,9 +138,11 @@ def generate(model: BaseChatModel, prompts: Sequence[Sequence[BaseMessage]], see
 
 
 def respond(requests: Sequence[ChatRequest], settings: ChatSettings, now: float, seed: int,
-            temperature: float | None = None, max_new_tokens: int | None = None) -> list[ChatReply]:
+            temperature: float | None = None, max_new_tokens: int | None = None,
+            on_text: Callable[[int, str], None] | None = None) -> list[ChatReply]:
     """Replies to every request: one batched call per attempt; only rejected replies are asked
-    again (up to ``settings.retries`` times), and one that never passes stays an error."""
+    again (up to ``settings.retries`` times), and one that never passes stays an error.
+    ``on_text(request index, raw text so far)`` follows every attempt as it is generated."""
     recalled = recall(requests, settings.memory_k, now)
     prompts = [prompt_for(r, found) for r, found in zip(requests, recalled, strict=True)]
     replies = [ChatReply(error="not generated", recalled=tuple(f), goal=r.goal)
@@ -148,8 +152,9 @@ def respond(requests: Sequence[ChatRequest], settings: ChatSettings, now: float,
     for attempt in range(settings.retries + 1):
         if not pending:
             break
+        follow = None if on_text is None else (lambda j, raw, asked=tuple(pending): on_text(asked[j], raw))
         outputs = generate(model, [prompts[i] for i in pending], seed + attempt, temperature,
-                           max_new_tokens)
+                           max_new_tokens, follow)
         for i, (raw, prompt_tokens, completion_tokens) in zip(pending, outputs, strict=True):
             cleaned = clean_reply(raw, requests[i].character.name, requests[i].partner,
                                   settings.max_sentences)
@@ -158,6 +163,32 @@ def respond(requests: Sequence[ChatRequest], settings: ChatSettings, now: float,
                                  completion_tokens=replies[i].completion_tokens + completion_tokens)
         pending = [i for i in pending if not replies[i].ok]
     return replies
+
+
+@dataclass
+class ReplyStream:
+    """What a listener has been sent of one reply while it is generated: settled sentences
+    only (text `clean_reply` keeps whatever follows), each once, in order."""
+
+    speaker: str
+    partner: str
+    max_sentences: int
+    sent: str = ""
+
+    def feed(self, raw: str) -> str:
+        """The new settled text since the last call ('' if none)."""
+        return self._extend(settled_sentences(raw, self.speaker, self.partner, self.max_sentences))
+
+    def finish(self, final: str) -> str | None:
+        """The rest of the final reply; None if what was sent is not its beginning (a later
+        rejection or a retry replaced it), so the listener must show ``final`` instead."""
+        return self._extend(final) if final.startswith(self.sent) else None
+
+    def _extend(self, text: str) -> str:
+        if len(text) <= len(self.sent) or not text.startswith(self.sent):
+            return ""
+        delta, self.sent = text[len(self.sent):], text
+        return delta
 
 
 def exchange_memory(request: ChatRequest, reply: ChatReply, now: float, importance: float) -> MemoryRecord:
@@ -194,12 +225,14 @@ class ChatSession:
         self.goal = resolve_goal(text)
         return self.goal
 
-    def send(self, message: str) -> ChatReply:
+    def send(self, message: str, follow: Callable[[str], None] | None = None) -> ChatReply:
+        """The character's reply; ``follow(raw text so far)`` watches it being generated."""
         text = check_message(message, self.settings.max_message_chars)
         history = (*self.history, (self.settings.user_name, text))
         request = ChatRequest(self.character, history, self.settings.user_name, goal=self.goal)
         self.seed += 1
-        reply = respond([request], self.settings, self.now, self.seed)[0]
+        on_text = None if follow is None else (lambda _index, raw: follow(raw))
+        reply = respond([request], self.settings, self.now, self.seed, on_text=on_text)[0]
         self.last_recalled = reply.recalled
         if reply.ok:
             self.history = [*history, (self.character.name, reply.text)]
@@ -235,15 +268,30 @@ def run_terminal(session: ChatSession, stdin: TextIO = sys.stdin, stdout: TextIO
 
 
 def _say(session: ChatSession, message: str, stdout: TextIO) -> int:
+    """Prints the reply as ``Name: text``, each sentence as soon as it is settled."""
+    name = session.character.name
+    stream = ReplyStream(name, session.settings.user_name, session.settings.max_sentences)
+
+    def show(raw: str) -> None:
+        first = not stream.sent
+        delta = stream.feed(raw)
+        if delta:
+            print(f"{name}: {delta}" if first else delta, end="", file=stdout, flush=True)
+
     try:
-        reply = session.send(message)
+        reply = session.send(message, follow=show)
     except InvalidMessage as error:
         print(f"salon: {error}", file=stdout, flush=True)
         return 0
+    started = "\n" if stream.sent else ""
     if not reply.ok:
-        print(f"salon: no reply ({reply.error}); nothing was stored", file=stdout, flush=True)
+        print(f"{started}salon: no reply ({reply.error}); nothing was stored", file=stdout, flush=True)
         return 0
-    print(f"{session.character.name}: {reply.text}", file=stdout, flush=True)
+    rest = stream.finish(reply.text)
+    if rest is None:  # a retry replaced what was shown
+        print(f"\n{name} (revised): {reply.text}", file=stdout, flush=True)
+    else:
+        print(rest if started else f"{name}: {rest}", file=stdout, flush=True)
     return 1
 
 

@@ -30,15 +30,8 @@ class Cleaned:
 
 def clean_reply(raw: str, speaker: str, partner: str, max_sentences: int = 3) -> Cleaned:
     """Drop a leaked 'Name:' prefix, cut at a leaked next turn, keep whole sentences."""
-    text = raw.strip()
-    names = "|".join(re.escape(n) for n in dict.fromkeys([speaker, speaker.split(" ")[0]]) if n)
-    text = re.sub(rf"^\s*(?:{names}|Me|Assistant)\s*:\s*", "", text, flags=re.I)
-    leak = _LEAKED_TURN.search(text)
-    if leak:
-        text = text[: leak.start()]
-    text = _unquote(re.sub(r"\s+", " ", text).strip())
-    if partner and re.match(rf"(?:{re.escape(partner)}|{re.escape(partner.split(' ')[0])})\s*:",
-                            text, flags=re.I):
+    text = _unquote(_own_turn(raw, speaker))
+    if speaks_for(text, partner):
         return Cleaned(error="the reply speaks for the partner")
     text = whole_sentences(text, max_sentences)
     if not re.search(r"[A-Za-z]{2}", text):
@@ -46,6 +39,32 @@ def clean_reply(raw: str, speaker: str, partner: str, max_sentences: int = 3) ->
     if _AI_DISCLAIMER.search(text):
         return Cleaned(error="the reply breaks character (mentions being an AI)")
     return Cleaned(text=text)
+
+
+def _own_turn(raw: str, speaker: str) -> str:
+    """The raw text without a leaked 'Name:' prefix, cut at a leaked next turn, spaces collapsed."""
+    names = "|".join(re.escape(n) for n in dict.fromkeys([speaker, speaker.split(" ")[0]]) if n)
+    text = re.sub(rf"^\s*(?:{names}|Me|Assistant)\s*:\s*", "", raw.strip(), flags=re.I)
+    leak = _LEAKED_TURN.search(text)
+    if leak:
+        text = text[: leak.start()]
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def speaks_for(text: str, partner: str) -> bool:
+    return bool(partner) and bool(re.match(
+        rf"(?:{re.escape(partner)}|{re.escape(partner.split(' ')[0])})\s*:", text, flags=re.I))
+
+
+def settled_sentences(raw: str, speaker: str, partner: str, max_sentences: int = 3) -> str:
+    """The part of a reply still being generated that `clean_reply` will keep whatever comes
+    next: its complete sentences (a sentence counts once the next one has begun), up to
+    ``max_sentences``; '' while the reply could still be rejected or unquoted."""
+    text = _own_turn(raw, speaker)
+    if text.startswith('"') or speaks_for(text, partner) or _AI_DISCLAIMER.search(text):
+        return ""
+    parts = [p for p in _SENTENCE_END.split(text) if p]
+    return " ".join(parts[:-1][:max_sentences]).strip()
 
 
 def _unquote(text: str) -> str:

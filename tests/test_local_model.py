@@ -3,6 +3,7 @@ token usage, and next-token choice probabilities."""
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import numpy as np
@@ -120,3 +121,15 @@ def test_choice_probabilities_do_not_depend_on_batch_padding(float32_model: Loca
 def test_multi_token_choices_are_refused(chat_model: LocalChatModel) -> None:
     with pytest.raises(ValueError, match="one token"):
         chat_model.choice_probabilities([JUDGE], ("excellent", "terrible"))
+
+
+def test_streaming_reports_each_rows_text_as_it_grows(chat_model: LocalChatModel) -> None:
+    seen: dict[int, list[str]] = {}
+    done = chat_model.complete(PROMPTS, seed=3, max_new_tokens=NEW_TOKENS,
+                               on_text=lambda index, text: seen.setdefault(index, []).append(text))
+    assert sorted(seen) == [0, 1, 2]
+    for index, completion in enumerate(done):
+        texts = seen[index]
+        assert len(texts) > 2, "a reply arrived in one piece, not token by token"
+        assert texts[-1] == completion.text
+        assert all(len(a) <= len(b) for a, b in itertools.pairwise(texts))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents.replies import clean_reply, is_goodbye, is_repetition, whole_sentences
+from agents.chat import ReplyStream
+from agents.replies import clean_reply, is_goodbye, is_repetition, settled_sentences, whole_sentences
 
 
 def cleaned(raw: str, speaker: str = "Anna Berg", partner: str = "Bob Stone", limit: int = 3) -> str:
@@ -111,3 +112,38 @@ def test_repetition_is_word_overlap_against_any_earlier_line() -> None:
     assert is_repetition("I love baking.", earlier, threshold=0.5)
     assert not is_repetition("Anything at all.", [])
     assert is_repetition("...", earlier)  # no words at all counts as repeating nothing new
+
+
+REPLY = 'Ann: I love hiking. On weekends I go to the hills! What about you? I also like'
+
+
+def test_a_sentence_settles_once_the_next_one_begins() -> None:
+    assert settled_sentences("I love hiking.", "Ann", "User") == ""
+    assert settled_sentences("I love hiking. On", "Ann", "User") == "I love hiking."
+    assert settled_sentences(REPLY, "Ann", "User", max_sentences=2) == \
+        "I love hiking. On weekends I go to the hills!"
+
+
+@pytest.mark.parametrize("raw", ['"I love hiking. On', "User: hi there. How", "As an AI I cannot. But"])
+def test_nothing_settles_while_cleaning_could_still_change_or_reject_it(raw: str) -> None:
+    assert settled_sentences(raw, "Ann", "User") == ""
+
+
+def test_a_reply_stream_sends_settled_text_once_and_the_rest_at_the_end() -> None:
+    stream = ReplyStream("Ann", "User", max_sentences=3)
+    deltas = [stream.feed(REPLY[:end]) for end in range(len(REPLY) + 1)]
+    final = clean_reply(REPLY, "Ann", "User").text
+    rest = stream.finish(final)
+    sent = [d for d in deltas if d]
+    assert sent == ["I love hiking.", " On weekends I go to the hills!", " What about you?"]
+    assert rest == "" and "".join(deltas) == final
+    stream = ReplyStream("Ann", "User", max_sentences=3)
+    assert stream.feed("I love hiking. On weekends") == "I love hiking."
+    assert stream.finish("I love hiking. On weekends, yes.") == " On weekends, yes."
+
+
+def test_a_reply_stream_says_when_the_final_text_replaced_what_was_sent() -> None:
+    stream = ReplyStream("Ann", "User", max_sentences=3)
+    assert stream.feed("I love hiking. On") == "I love hiking."
+    assert stream.feed("") == ""  # a retry starts over: nothing is withdrawn or re-sent
+    assert stream.finish("Something else entirely.") is None

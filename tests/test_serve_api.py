@@ -86,12 +86,15 @@ def test_openai_client_chats_and_the_exchange_reaches_memory(served) -> None:
     assert text and text.strip() and reply.usage.completion_tokens > 0
     assert any(message in m and text in m for m in chat_memories(state, character.id))
 
-    question = "Do you have any pets?"
-    stream = client.chat.completions.create(model=f"character/{character.id}", stream=True, max_tokens=32,
-                                            messages=[{"role": "user", "content": question}])
-    pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
+    question = "Tell me about your family, your work and your favourite food."
+    chunks = list(client.chat.completions.create(
+        model=f"character/{character.id}", stream=True, max_tokens=64, temperature=0,
+        messages=[{"role": "user", "content": question}]))
+    pieces = [c.choices[0].delta.content or "" for c in chunks if c.choices]
     streamed = "".join(pieces)
-    assert streamed.strip() and len([p for p in pieces if p]) > 1
+    final = next(c.model_extra["salon"] for c in chunks if (c.model_extra or {}).get("salon"))
+    assert streamed.strip() and final["text"] == streamed and not final["replaced"]
+    assert len([p for p in pieces if p]) > 1, "the reply was not streamed sentence by sentence"
     assert any(question in m and streamed in m for m in chat_memories(state, character.id))
 
 

@@ -46,6 +46,10 @@ def test_chat_with_a_character_in_the_browser(page_url, browser, tmp_path: Path)
     assert page.inner_text("#chat-title") == f"Chat with {character.name}"
     page.fill("#message", "Hello! What do you like to do on weekends?")
     page.click("#send")
+    page.wait_for_function(  # text on the page before the reply is complete: a stream
+        "() => { const b = document.querySelector('.msg.character');"
+        " return b && b.classList.contains('streaming') && b.textContent.trim().length > 0 }",
+        timeout=180_000)
     page.wait_for_selector('.msg.character[data-done="1"]', timeout=180_000)
     reply = page.inner_text(".msg.character").strip()
     page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)

@@ -20,6 +20,7 @@ from pydantic import Field, PrivateAttr
 
 from agents.models import loading
 from agents.models.scoring import reply_token_losses
+from agents.models.streaming import OnText, RowStreamer
 
 ROLE_OF = {"system": "system", "human": "user", "ai": "assistant"}
 
@@ -136,16 +137,21 @@ class LocalChatModel(BaseChatModel):
         max_new_tokens: int | None = None,
         adapters: Sequence[str] | None = None,
         temperature: float | None = None,
+        on_text: OnText | None = None,
         **_: Any,
     ) -> list[Completion]:
-        """Generate replies; ``temperature`` overrides the model's for this call (0 = greedy)."""
+        """Generate replies; ``temperature`` overrides the model's for this call (0 = greedy).
+        ``on_text(index, text so far)`` streams each reply while it is generated."""
         results: list[Completion] = []
         temperature = self.temperature if temperature is None else temperature
         for start in range(0, len(conversations), self.max_batch_size):
             chunk = conversations[start : start + self.max_batch_size]
             names = adapters[start : start + self.max_batch_size] if adapters is not None else None
-            results.extend(self._complete_chunk(chunk, seed, max_new_tokens or self.max_new_tokens,
-                                                temperature, self._adapter_kwargs(len(chunk), names)))
+            streamer = None if on_text is None else RowStreamer(
+                self.tokenizer, on_text, start, self._eos_ids())
+            results.extend(self._complete_chunk(
+                chunk, seed, max_new_tokens or self.max_new_tokens, temperature,
+                self._adapter_kwargs(len(chunk), names), streamer))
         return results
 
     def render(self, messages: Sequence[BaseMessage]) -> str:
@@ -162,7 +168,7 @@ class LocalChatModel(BaseChatModel):
 
     def _complete_chunk(
         self, chunk: Sequence[Sequence[BaseMessage]], seed: int | None, max_new_tokens: int,
-        temperature: float, adapter_kwargs: dict[str, Any],
+        temperature: float, adapter_kwargs: dict[str, Any], streamer: RowStreamer | None = None,
     ) -> list[Completion]:
         import torch
 
@@ -178,7 +184,7 @@ class LocalChatModel(BaseChatModel):
                 temperature=temperature if sampling else None,
                 top_p=self.top_p if sampling else None, top_k=None,
                 logits_processor=self._penalty(encoded["input_ids"].shape[1]),
-                pad_token_id=self.tokenizer.pad_token_id, **adapter_kwargs)
+                pad_token_id=self.tokenizer.pad_token_id, streamer=streamer, **adapter_kwargs)
         return self._decode(encoded, output)
 
     def choice_probabilities(
@@ -227,11 +233,13 @@ class LocalChatModel(BaseChatModel):
         return LogitsProcessorList([RepetitionPenaltyLogitsProcessor(
             self.repetition_penalty, prompt_ignore_length=prompt_length)])
 
+    def _eos_ids(self) -> set[int]:
+        return set(_as_list(self.lm.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
+
     def _decode(self, encoded: Any, output: Any) -> list[Completion]:
         new_tokens = output[:, encoded["input_ids"].shape[1] :]
         prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
-        eos_ids = set(_as_list(self.lm.generation_config.eos_token_id)) | {
-            self.tokenizer.eos_token_id}
+        eos_ids = self._eos_ids()
         results = []
         for row, prompt_length in zip(new_tokens.tolist(), prompt_lengths, strict=True):
             length = next((i + 1 for i, t in enumerate(row) if t in eos_ids), len(row))

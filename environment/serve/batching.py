@@ -14,7 +14,22 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from agents.chat import ChatReply, ChatRequest, ChatSettings, remember, respond
+from agents.chat import ChatReply, ChatRequest, ChatSettings, ReplyStream, remember, respond
+
+
+@dataclass
+class LiveReply:
+    """A streamed request: settled text goes to ``deltas``, a queue of the server's event loop,
+    from the worker thread while the batch is generated."""
+
+    stream: ReplyStream
+    loop: asyncio.AbstractEventLoop
+    deltas: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+
+    def follow(self, raw: str) -> None:
+        delta = self.stream.feed(raw)
+        if delta:
+            self.loop.call_soon_threadsafe(self.deltas.put_nowait, delta)
 
 
 @dataclass(frozen=True)
@@ -25,6 +40,7 @@ class Job:
     temperature: float | None = None
     max_new_tokens: int | None = None
     store: bool = True
+    live: LiveReply | None = None
 
     @property
     def sampling(self) -> tuple[float | None, int | None]:
@@ -55,12 +71,25 @@ class Responder:
                 seed = next(self._seeds)
                 self.batch_sizes.append(len(indices))
             answered = respond([jobs[i].request for i in indices], self.settings, self.now, seed,
-                               temperature, max_new_tokens)
+                               temperature, max_new_tokens, _follower([jobs[i].live for i in indices]))
             remember([(jobs[i].request, r) for i, r in zip(indices, answered, strict=True) if jobs[i].store],
                      self.now, self.settings.memory_importance)
             for i, reply in zip(indices, answered, strict=True):
                 replies[i] = reply
         return [r for r in replies if r is not None]
+
+
+def _follower(lives: Sequence[LiveReply | None]) -> Callable[[int, str], None] | None:
+    """Routes a batch's streamed text to the requests that asked for streaming."""
+    if not any(lives):
+        return None
+
+    def follow(index: int, raw: str) -> None:
+        live = lives[index]
+        if live is not None:
+            live.follow(raw)
+
+    return follow
 
 
 class BatchQueue:

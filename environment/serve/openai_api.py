@@ -2,17 +2,22 @@
 is `character/<id>`. The server adds the persona and the retrieved memories; each successful
 exchange is stored in the character's memory; bad input is an HTTP 4xx with OpenAI's error body.
 
-Streaming sends the reply as server-sent events in OpenAI's chunk format. The reply is cleaned
-as a whole (never text that is later withdrawn), so chunks follow the finished reply: a request
-is batched with whoever else is waiting, then its cleaned text goes out word by word."""
+Streaming sends the reply as server-sent events in OpenAI's chunk format while the batched
+`generate` runs: each sentence goes out once it is settled (the next one has begun, so cleaning
+will keep it), the rest when the reply is final. If a late rejection or a retry replaced text
+already sent (rare), the last chunk's ``salon.replaced`` is true and ``salon.text`` holds the
+reply that was stored. A reply that fails after the stream began ends it with an error event."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
@@ -20,9 +25,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 from sse_starlette.sse import EventSourceResponse
 
-from agents.chat import ChatReply, ChatRequest, InvalidMessage, check_message
+from agents.chat import ChatReply, ChatRequest, InvalidMessage, ReplyStream, check_message
 from agents.goals import resolve_goal
-from environment.serve.batching import Job
+from environment.serve.batching import Job, LiveReply
 from environment.serve.characters import UnknownCharacter
 from environment.serve.errors import APIError
 from environment.serve.state import ServeState
@@ -30,6 +35,7 @@ from environment.serve.state import ServeState
 MODEL_PREFIX = "character/"
 NAME = re.compile(r"^[A-Za-z0-9 _.'-]{1,64}$")
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 
 class TextPart(BaseModel):
@@ -158,15 +164,22 @@ async def chat_completions(request: Request) -> JSONResponse | EventSourceRespon
     body = parse_request(await request.body())
     chat = to_chat_request(state, body)
     job = Job(chat, body.temperature, max_new_tokens(state, body), store=state.settings.remember)
-    reply = await state.queue.submit(job)
+    completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    if body.stream:
+        live = LiveReply(ReplyStream(chat.character.name, chat.partner, state.chat.max_sentences),
+                         asyncio.get_running_loop())
+        answer = asyncio.ensure_future(state.queue.submit(replace(job, live=live)))
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return EventSourceResponse(stream_chunks(completion_id, body.model, answer, live, include_usage),
+                                   sep="\n")
+    return JSONResponse(completion(completion_id, body.model, checked(await state.queue.submit(job))))
+
+
+def checked(reply: ChatReply) -> ChatReply:
     if not reply.ok:
         raise APIError(502, f"the model gave no usable reply ({reply.error}); nothing was stored",
                        type="server_error", code="reply_rejected")
-    completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return EventSourceResponse(stream_chunks(completion_id, body.model, reply, include_usage), sep="\n")
-    return JSONResponse(completion(completion_id, body.model, reply))
+    return reply
 
 
 def _usage(reply: ChatReply) -> dict[str, int]:
@@ -195,17 +208,39 @@ def _chunk(completion_id: str, model: str, delta: dict[str, str], finish: str | 
     return {"data": json.dumps(body)}
 
 
-def words(text: str) -> list[str]:
-    """The reply in chunks of one word each, the spacing kept (joined they give ``text``)."""
-    return re.findall(r"\S+\s*", text)
+async def live_deltas(answer: asyncio.Future[ChatReply], live: LiveReply) -> AsyncIterator[str]:
+    """Settled text as the worker thread reports it, until the reply is final."""
+    while not answer.done():
+        waiting = asyncio.ensure_future(live.deltas.get())
+        await asyncio.wait({waiting, answer}, return_when=asyncio.FIRST_COMPLETED)
+        if waiting.done():
+            yield waiting.result()
+        else:
+            waiting.cancel()
+    while not live.deltas.empty():
+        yield live.deltas.get_nowait()
 
 
-async def stream_chunks(completion_id: str, model: str, reply: ChatReply,
+async def stream_chunks(completion_id: str, model: str, answer: asyncio.Future[ChatReply], live: LiveReply,
                         include_usage: bool) -> AsyncIterator[dict[str, str]]:
     yield _chunk(completion_id, model, {"role": "assistant", "content": ""})
-    for piece in words(reply.text):
-        yield _chunk(completion_id, model, {"content": piece})
-    yield _chunk(completion_id, model, {}, "stop", salon=salon_extra(reply))
+    async for delta in live_deltas(answer, live):
+        yield _chunk(completion_id, model, {"content": delta})
+    try:
+        reply = checked(answer.result())
+    except APIError as error:
+        yield {"data": json.dumps(error.body)}
+        return
+    except Exception as error:  # the headers are sent: the failure travels as an error event
+        log.exception("streamed request failed")
+        yield {"data": json.dumps(APIError(500, f"internal error: {type(error).__name__}",
+                                           type="server_error", code="internal_error").body)}
+        return
+    rest = live.stream.finish(reply.text)
+    if rest:
+        yield _chunk(completion_id, model, {"content": rest})
+    extra = {**salon_extra(reply), "replaced": rest is None, "text": reply.text}
+    yield _chunk(completion_id, model, {}, "stop", salon=extra)
     if include_usage:
         yield {"data": json.dumps({"id": completion_id, "object": "chat.completion.chunk",
                                    "created": int(time.time()), "model": model, "choices": [],

@@ -141,6 +141,7 @@ async function send() {
         bubble.dataset.chunks = String(Number(bubble.dataset.chunks || 0) + 1);
         box.scrollTop = box.scrollHeight;
       });
+    if (extra && extra.replaced) bubble.textContent = extra.text;  // a retry replaced the streamed text
     bubble.classList.remove("streaming");
     bubble.dataset.done = "1";
     history.push({ role: "user", content: text }, { role: "assistant", content: bubble.textContent });
