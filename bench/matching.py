@@ -23,14 +23,12 @@ import argparse
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
 import numpy as np
 
 from agents.bank import generate_template_bank
-from agents.persona import Persona
 from bench.common import CpuSample, log, others_cpu_share
 from environment.graph import build_graph, update_graph
 from environment.records import Episode, Scores, Turn
@@ -38,22 +36,13 @@ from matching.assignment import max_weight_pairs
 from matching.bandit import BanditPairing
 from matching.compatibility import CompatibilityPairing
 from matching.dispatch import best_supporters
-from matching.policies import RandomPairing, RoundRobinPairing
+from matching.policies import PersonaMember, RandomPairing, RoundRobinPairing
 from matching.preference import GraphPairing, HeterophilyPairing, HomophilyPairing
 from matching.scorers import EmbeddingCompatibility, persona_texts
 from memory.embedder import SentenceEmbedder
 
 DISPATCH_TARGET = 10.0
 PAIRING_TARGET = 5.0
-
-
-@dataclass(frozen=True)
-class Member:
-    persona: Persona
-
-    @property
-    def name(self) -> str:
-        return self.persona.name
 
 
 def timed(action: Callable[[], Any]) -> tuple[Any, float]:
@@ -162,7 +151,7 @@ def cross_encoder_seconds(texts: list[str], pairs: int) -> float:
     return (time.perf_counter() - started) / pairs
 
 
-def history(characters: Sequence[Member], rng: np.random.Generator) -> nx.Graph:
+def history(characters: Sequence[PersonaMember], rng: np.random.Generator) -> nx.Graph:
     """A graph with one earlier round of random pairs, scored 1-5 at random."""
     graph = build_graph([c.persona for c in characters], [])
     for i, (a, b) in enumerate(RandomPairing()(characters, graph, rng, 0)):
@@ -174,7 +163,7 @@ def history(characters: Sequence[Member], rng: np.random.Generator) -> nx.Graph:
     return graph
 
 
-def pairing_section(embedder: SentenceEmbedder, characters: list[Member], seed: int) -> dict[str, Any]:
+def pairing_section(embedder: SentenceEmbedder, characters: list[PersonaMember], seed: int) -> dict[str, Any]:
     policies: dict[str, Any] = {
         "random": RandomPairing(), "round_robin": RoundRobinPairing(),
         "homophily": HomophilyPairing(embedder), "heterophily": HeterophilyPairing(embedder),
@@ -222,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     embedder, embedding = embedding_section(texts, args.option_subset)
     result = {"bench": "matching", "embedding": embedding,
               "dispatch": dispatch_section(embedder, texts, args.loop_seekers, args.cross_pairs),
-              "pairing": pairing_section(embedder, [Member(p) for p in bank], args.seed),
+              "pairing": pairing_section(embedder, [PersonaMember(p) for p in bank], args.seed),
               "solver": solver_section(embedder, texts, args.solver_size)}
     cold = embedding["embed_s"] + result["dispatch"]["dispatch_s"]
     result["dispatch_with_cold_embedding_s"] = round(cold, 2)

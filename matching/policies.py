@@ -6,12 +6,16 @@ fair rule (`sit_out`) rests whoever has had the most conversations so far."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import networkx as nx
 import numpy as np
 
 from environment.errors import UsageError
+
+if TYPE_CHECKING:
+    from agents.persona import Persona
 
 
 class Named(Protocol):
@@ -20,6 +24,18 @@ class Named(Protocol):
 
 
 C = TypeVar("C", bound=Named)
+
+
+@dataclass(frozen=True)
+class PersonaMember:
+    """A member as policies see a character (a name and a persona), without memory or model:
+    for pairing a bank outside a society (benchmarks, tests)."""
+
+    persona: Persona
+
+    @property
+    def name(self) -> str:
+        return self.persona.name
 
 
 class PairingPolicy(Protocol):

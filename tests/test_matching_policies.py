@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
@@ -14,7 +13,6 @@ import numpy as np
 import pytest
 
 from agents.bank import load_bank
-from agents.persona import Persona
 from environment.errors import UsageError
 from environment.graph import build_graph, update_graph
 from environment.records import Episode, Scores, Turn
@@ -22,22 +20,12 @@ from matching.assignment import max_weight_pairs
 from matching.bandit import BanditPairing
 from matching.compatibility import CompatibilityPairing
 from matching.features import mbti_overlap
+from matching.policies import PersonaMember as Member
 from matching.policies import RandomPairing, RoundRobinPairing
 from matching.preference import GraphPairing, HeterophilyPairing, HomophilyPairing
 
 ROOT = Path(__file__).resolve().parents[1]
 BANK = load_bank(ROOT / "agents" / "data" / "bank.jsonl")
-
-
-@dataclass(frozen=True)
-class Member:
-    """A society member as policies see it: a name and a persona (Character's interface)."""
-
-    persona: Persona
-
-    @property
-    def name(self) -> str:
-        return self.persona.name
 
 
 def members(n: int, start: int = 0) -> list[Member]:

@@ -160,8 +160,11 @@ def test_interrupted_run_resumes_without_losing_or_duplicating_episodes(tmp_path
     database = folder / "episodes.sqlite"
     command = [PYTHON, "run.py", "experiment=smoke", "simulation.rounds=2", "simulation.progress=false",
                f"hydra.run.dir={folder}"]
+    # A shell starts background jobs with SIGINT ignored and children inherit that (then Python
+    # installs no KeyboardInterrupt handler): give the run the default, as a terminal would.
     process = subprocess.Popen(command, cwd=ROOT, env=salon_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + LIMIT + 60
         while rounds_done(database)[0] < 1:
