@@ -5,6 +5,7 @@ seeker then talks with the best one (the simulation's Character and conversation
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from environment.errors import require
 from environment.records import Episode
 from matching.compatibility import build_scorer
 from matching.dispatch import Match, Seeker, check_seeker, dispatch, format_matches, seeker_from
+from matching.scorers import persona_texts
 
 
 def check_match(cfg: DictConfig) -> None:
@@ -46,6 +48,7 @@ def run_match(cfg: DictConfig, embedder: Any = None, model: Any = None) -> dict[
     scorer = build_scorer(cfg.match.scorer, cfg.paths.registry_root, embedder, cfg.match.shortlist,
                           key="match.scorer")
     label = f"scorer {cfg.match.scorer}" if cfg.match.scorer else "persona-embedding similarity"
+    embedder.embed_kept(persona_texts(bank), Path(cfg.paths.cache_dir) / "embeddings")
     matches = dispatch(seeker, bank, scorer, cfg.match.k)
     print(format_matches(seeker, matches, label))
     episode = chat(cfg, seeker, matches[0].persona, embedder, model) if cfg.match.chat else None

@@ -15,7 +15,7 @@ import pytest
 from agents.bank import load_bank
 from environment.errors import UsageError
 from matching.dispatch import best_supporters, dispatch, format_matches, seeker_from
-from matching.scorers import EmbeddingCompatibility
+from matching.scorers import EmbeddingCompatibility, persona_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 BANK = load_bank(ROOT / "agents" / "data" / "bank.jsonl")
@@ -79,7 +79,7 @@ def test_match_chat_talks_with_the_best_supporter(tmp_path: Path, embedder, chat
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["task=match", "seeker=I lost my job last month and I feel lonely.",
                                            "match.k=3", "match.chat=true", "match.turns=2",
-                                           f"paths.run_dir={tmp_path}"])
+                                           f"paths.run_dir={tmp_path}", f"paths.cache_dir={tmp_path}"])
     record = run_match(cfg, embedder, chat_model)
     assert json.loads((tmp_path / "match.json").read_text()) == record
     assert len(record["matches"]) == 3 and record["seeker"]["from_bank"] is False
@@ -89,3 +89,19 @@ def test_match_chat_talks_with_the_best_supporter(tmp_path: Path, embedder, chat
     assert episode["scores"]["overall"] is not None
     printed = capsys.readouterr().out
     assert "salon: conversation" in printed and "Seeker (seeker):" in printed
+
+
+def test_bank_embeddings_are_kept_on_disk_and_reloaded_without_the_model(tmp_path: Path, embedder) -> None:
+    from memory.embedder import SentenceEmbedder
+
+    texts = persona_texts(BANK[:12])
+    first = embedder.embed_kept(texts, tmp_path)
+    assert [p.suffix for p in tmp_path.iterdir()] == [".npy"]
+    np.testing.assert_allclose(first, embedder(texts), atol=1e-6)
+    fresh = SentenceEmbedder()  # another process, in effect: an empty in-memory cache
+    again = fresh.embed_kept(texts, tmp_path)
+    np.testing.assert_array_equal(again, first)
+    np.testing.assert_array_equal(fresh(texts[3:5]), first[3:5])
+    assert "model" not in fresh.__dict__, "cached embeddings loaded the model"
+    fresh.embed_kept(texts[:6], tmp_path)  # other texts: another file
+    assert len(list(tmp_path.glob("*.npy"))) == 2
