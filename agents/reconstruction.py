@@ -150,8 +150,8 @@ def parse_question(raw: str, name: str, keyword: str) -> str:
     """The one sentence of the reply that asks about ``keyword``."""
     text = _strip(raw.splitlines()[0] if raw.strip() else "", name)
     asking = [q for q in split_sentences(text) if q.endswith("?") and keyword.lower() in q.lower()]
-    if len(asking) != 1 or not 4 <= len(asking[0].split()) <= 30:
-        raise ValueError(f"not one question of 4-30 words about {keyword}")
+    if len(asking) != 1 or not 3 <= len(asking[0].split()) <= 30:
+        raise ValueError(f"not one question of 3-30 words about {keyword}")
     return asking[0]
 
 

@@ -64,8 +64,11 @@ def test_fields_are_a_few_words_from_the_profile() -> None:
 def test_protective_questions_ask_about_the_thing() -> None:
     raw = "Spartacus: I'm so glad you asked. What's the most interesting thing about the internet?"
     assert parse_question(raw, NAME, "internet") == "What's the most interesting thing about the internet?"
+    assert parse_question('Spartacus: "What\'s the internet?"', NAME, "internet") == "What's the internet?"
     with pytest.raises(ValueError):
         parse_question("Tell me about your life in Rome.", "Spartacus", "internet")
+    with pytest.raises(ValueError):
+        parse_question("Internet?", "Spartacus", "internet")
 
 
 def test_failed_requests_keep_extractive_values_and_are_flagged() -> None:
