@@ -25,17 +25,16 @@ from tests.conftest import PERSONACHAT
 from training.datasets import (
     CharacterSplit,
     EpisodeFilter,
-    RunData,
     build_chat_dataset,
     build_compatibility_dataset,
     build_memory_selector_dataset,
     build_preference_dataset,
-    load_runs,
     load_saved_dataset,
     save_dataset,
     split_characters,
     split_names,
 )
+from training.runs import RunData, load_runs
 
 PERSONAS = [
     Persona(id="c1", name="Ann Lee", facts=("i have two dogs.", "i work as a nurse."),

@@ -11,11 +11,11 @@ from omegaconf import DictConfig
 from training.datasets import (
     build_compatibility_dataset,
     build_memory_selector_dataset,
-    load_runs,
     save_dataset,
     split_characters,
 )
 from training.registry import RegisteredModel
+from training.runs import load_runs
 from training.scorers import CrossEncoderConfig, TrainedScorer, read_scorer_info, train_cross_encoder
 from training.swap import registry_of
 

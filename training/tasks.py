@@ -18,10 +18,8 @@ from environment.records import Episode
 from training.datasets import (
     BuiltDataset,
     EpisodeFilter,
-    RunData,
     build_chat_dataset,
     build_preference_dataset,
-    load_runs,
     save_dataset,
     split_characters,
     split_names,
@@ -29,6 +27,7 @@ from training.datasets import (
 from training.evaluate import evaluate_model, personachat_examples, write_results
 from training.lora import LoraTrainingConfig, TrainingResult, train_lora
 from training.registry import RegisteredModel
+from training.runs import RunData, load_runs
 from training.swap import base_name, registry_of
 
 log = logging.getLogger(__name__)
