@@ -19,10 +19,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import mannwhitneyu
 
 from agents.importers import personachat_episodes, personachat_personas, read_personachat
 from environment.records import Episode, Turn
+from training.scorers import auc as roc_auc
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 PERSONACHAT = Path(__file__).resolve().parents[2] / "shared/data/personachat/valid_both_original_no_cands.txt"
@@ -100,11 +100,12 @@ CHECKS: dict[str, list[tuple[str, Corruption]]] = {
 
 
 def auc(real: Sequence[float], corrupted: Sequence[float]) -> float:
+    """P(real > corrupted) over the pairs where both scores exist (`training.scorers.auc`)."""
     pairs = [(r, c) for r, c in zip(real, corrupted, strict=True) if not (np.isnan(r) or np.isnan(c))]
     if not pairs:
         return float("nan")
     a, b = zip(*pairs, strict=True)
-    return float(mannwhitneyu(a, b).statistic / (len(a) * len(b)))
+    return roc_auc(np.array([*a, *b]), np.array([1] * len(a) + [0] * len(b)))
 
 
 def validity(critic, episodes: list[Episode], seed: int) -> list[dict]:

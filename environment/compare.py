@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from agents.bank import load_bank
 from environment.errors import UsageError
 from environment.graph import build_graph, graph_metrics
+from environment.markdown import markdown_table
 from environment.report import mean_ci, score_dimensions
 from environment.store import SQLiteEpisodeStore
 
@@ -152,12 +153,6 @@ def _cell(statistic: tuple[float, float, int], digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {'n/a' if math.isnan(half) else f'{half:.{digits}f}'}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def all_dimensions(summaries: Sequence[PolicySummary]) -> list[str]:
     seen: dict[str, None] = {}
     for summary in summaries:
@@ -173,18 +168,18 @@ def scores_table(summaries: Sequence[PolicySummary], over: str) -> str:
         stat = s.over_episodes if over == "episodes" else s.over_seeds
         count = s.over_episodes()[2] if over == "episodes" else len(s.runs)
         rows.append([s.policy, len(s.runs), count, *(_cell(stat(d)) for d in dimensions)])
-    return _table(["policy", "runs", over, *dimensions], rows)
+    return markdown_table(["policy", "runs", over, *dimensions], rows)
 
 
 def graph_table(summaries: Sequence[PolicySummary]) -> str:
     rows = [[s.policy, len(s.runs), *(_cell(s.graph(m), 3) for m in GRAPH_METRICS)] for s in summaries]
-    return _table(["policy", "runs", *GRAPH_METRICS.values()], rows)
+    return markdown_table(["policy", "runs", *GRAPH_METRICS.values()], rows)
 
 
 def runs_table(summaries: Sequence[PolicySummary]) -> str:
     rows = [[f"`{r.folder.name}`", s.policy, r.seed, len(r.overall), _cell(mean_ci(r.overall)),
              f"{r.graph['mean_partners']:.2f}"] for s in summaries for r in s.runs]
-    return _table(["run", "policy", "seed", "scored episodes", "overall", "distinct partners"], rows)
+    return markdown_table(["run", "policy", "seed", "scored episodes", "overall", "distinct partners"], rows)
 
 
 def write_comparison(path: Path, sweep: Path, summaries: Sequence[PolicySummary]) -> str:

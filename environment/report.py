@@ -11,6 +11,7 @@ import networkx as nx
 from scipy import stats
 
 from environment.graph import graph_metrics
+from environment.markdown import markdown_table
 from environment.records import Episode, Turn
 
 QUOTE_LIMIT = 300
@@ -55,16 +56,6 @@ def write_report(path: str | Path, *, title: str, config_summary: dict[str, str]
     return text
 
 
-def _cell(value: object) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def _table(header: tuple[str, ...], rows: Iterable[tuple[object, ...]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _number(value: float, digits: int = 2) -> str:
     if isinstance(value, int):
         return str(value)
@@ -84,13 +75,13 @@ def _models_section(episodes: Sequence[Episode]) -> str:
     rows = [(label, *(_number(v) for v in mean_ci(values)[:2]), len(values))
             for label, values in sorted(by_model.items())]
     return "## Models\n\nMean overall by the model a participant used (mixed episodes count " \
-           "for both).\n\n" + _table(("model", "mean overall", "95% CI ±", "episodes"), rows)
+           "for both).\n\n" + markdown_table(("model", "mean overall", "95% CI ±", "episodes"), rows)
 
 
 def _settings_section(config_summary: dict[str, str]) -> str:
     if not config_summary:
         return "## Run settings\n\n(none given)"
-    return "## Run settings\n\n" + _table(("setting", "value"), config_summary.items())
+    return "## Run settings\n\n" + markdown_table(("setting", "value"), config_summary.items())
 
 
 def _episodes_section(episodes: Sequence[Episode]) -> str:
@@ -105,7 +96,7 @@ def _episodes_section(episodes: Sequence[Episode]) -> str:
     ]
     reasons = Counter(e.stop_reason or "(none)" for e in episodes)
     if reasons:
-        lines += ["", _table(("stop reason", "episodes"), reasons.most_common())]
+        lines += ["", markdown_table(("stop reason", "episodes"), reasons.most_common())]
     return "\n".join(lines)
 
 
@@ -129,7 +120,7 @@ def _scores_section(episodes: Sequence[Episode]) -> str:
     rows.append(_score_row("**overall**", [s.overall for s in scored]))
     header = ("dimension", "mean", "95% CI ±", "n")
     return "## Scores\n\nMean with the half-width of a 95% t-interval; NaN scores skipped.\n\n" \
-        + _table(header, rows)
+        + markdown_table(header, rows)
 
 
 def _score_row(name: str, values: list[float]) -> tuple[str, str, str, int]:
@@ -148,7 +139,7 @@ def _tokens_section(episodes: Sequence[Episode], wall_seconds: float) -> str:
         ("completion tokens/s (wall)", _number(rate)),
         ("wall time", _duration(wall_seconds)),
     ]
-    return "## Tokens and time\n\n" + _table(("quantity", "value"), rows)
+    return "## Tokens and time\n\n" + markdown_table(("quantity", "value"), rows)
 
 
 def _duration(seconds: float) -> str:
@@ -162,7 +153,7 @@ def _graph_section(graph: nx.Graph) -> str:
     rows = [(name, _number(value, 3)) for name, value in metrics.items()]
     note = ("mean_degree counts episodes per character; mean_partners counts distinct "
             "partners per character.")
-    return "## Interaction graph\n\n" + _table(("metric", "value"), rows) + "\n\n" + note
+    return "## Interaction graph\n\n" + markdown_table(("metric", "value"), rows) + "\n\n" + note
 
 
 def _examples_section(episodes: Sequence[Episode]) -> str:

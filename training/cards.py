@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from environment.errors import UsageError
+from environment.markdown import markdown_cell, markdown_table
 
 CARD = "card.json"
 README = "README.md"
@@ -52,16 +53,12 @@ def _jsonable(value: Any) -> Any:
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A Markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+    """A Markdown table, floats to 4 significant digits."""
+    return markdown_table(header, rows, _cell)
 
 
 def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return f"{value:.4g}" if isinstance(value, float) else markdown_cell(value)
 
 
 def _listing(names: Sequence[str], limit: int = 20) -> str:
