@@ -61,9 +61,10 @@ def _cell(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else markdown_cell(value)
 
 
-def _listing(names: Sequence[str], limit: int = 20) -> str:
+def listing(names: Sequence[str], limit: int = 20, empty: str = "(none)") -> str:
+    """Up to ``limit`` names, then how many there are in all."""
     shown = ", ".join(names[:limit])
-    return f"{shown}, … ({len(names)} in all)" if len(names) > limit else shown or "(none)"
+    return f"{shown}, … ({len(names)} in all)" if len(names) > limit else shown or empty
 
 
 def render_dataset_readme(card: Mapping[str, Any]) -> str:
@@ -79,7 +80,7 @@ def render_dataset_readme(card: Mapping[str, Any]) -> str:
     characters = card.get("characters", {})
     parts += ["## Splits", "", table(["split", "examples", "characters"], [
         (name, count, len(characters.get(name, []))) for name, count in card.get("counts", {}).items()]), ""]
-    parts += [f"- **{name}** characters: {_listing(list(names))}" for name, names in characters.items()]
+    parts += [f"- **{name}** characters: {listing(list(names))}" for name, names in characters.items()]
     dropped = card.get("dropped", {})
     parts += ["", "## Dropped", "", table(["reason", "count"], dropped.items()) if dropped else "None.", ""]
     warnings = card.get("warnings", {})

@@ -21,7 +21,7 @@ from langchain_core.messages import BaseMessage
 from agents.prompting import PromptBuilder, ReplyContext
 from environment.errors import UsageError, require
 from environment.records import ROLES, Episode, Turn
-from training.cards import read_card, render_dataset_readme, utc_now, write_card
+from training.cards import listing, read_card, render_dataset_readme, utc_now, write_card
 from training.runs import Memory, Run, RunData, character_id
 
 SPLITS = ("train", "eval")
@@ -143,9 +143,8 @@ def _nonempty(items: list[Any], problem: str, advice: str) -> list[Any]:
     return items
 
 
-def _names(names: Sequence[str], limit: int = 12) -> str:
-    shown = ", ".join(names[:limit])
-    return f"{shown}, … ({len(names)} in all)" if len(names) > limit else shown or "none"
+def _names(names: Sequence[str]) -> str:
+    return listing(names, limit=12, empty="none")
 
 
 # ---------------------------------------------------------------- character splits
