@@ -12,9 +12,7 @@ The shipped default bank (16 types x 4 = 64 characters) was written from the rep
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,8 @@ import numpy as np
 import yaml
 
 from agents.persona import MBTI_TYPES, Persona, PersonaError
-from environment.errors import UsageError, require
+from core.errors import UsageError, is_whole, require
+from core.files import atomic_write_text
 
 DATA_DIR = Path(__file__).parent / "data"
 DEFAULT_BANK = DATA_DIR / "bank.jsonl"
@@ -345,26 +344,16 @@ def _check_unique(path: Path, number: int, persona: Persona, seen: dict[str, dic
 
 
 def save_bank(personas: Iterable[Persona], path: Path) -> None:
-    """Write personas as JSON Lines atomically: a temp file beside ``path``, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = "".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in personas)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    """Write personas as JSON Lines atomically: a temp file beside ``path``, then a rename."""
+    atomic_write_text(Path(path), "".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n"
+                                          for p in personas))
 
 
 def select_characters(bank: list[Persona], size: int, rng: np.random.Generator) -> list[Persona]:
     """``size`` personas spread evenly over MBTI types: round-robin over the types in an
     rng-shuffled order, each type's personas in an rng-shuffled order."""
-    require(isinstance(size, int | np.integer) and size >= 1, "society.size", "a whole number >= 1", size)
-    if size > len(bank):
-        raise UsageError(f"society.size={size} is invalid: the bank has only {len(bank)} characters")
+    require(is_whole(int(size) if isinstance(size, np.integer) else size, 1, len(bank)), "size",
+            f"allowed is a whole number from 1 to the bank's {len(bank)} characters", size)
     groups: dict[str, list[Persona]] = {}
     for persona in bank:
         groups.setdefault(persona.mbti, []).append(persona)

@@ -19,7 +19,8 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from agents.persona import PROFILE_FIELDS, Persona
 from agents.replies import whole_sentences
-from environment.errors import UsageError, require
+from core.errors import UsageError, require
+from core.text import split_sentences
 
 DEFAULT_TEMPLATE = Path(__file__).parent / "prompts" / "bank_field.jinja"
 GUIDANCE = {
@@ -34,7 +35,6 @@ GUIDANCE = {
 }
 GENERIC_LABELS = ("field", "answer", "output", "response", "text")
 FIRST_PERSON = re.compile(r"\b(?:I|I'm|I've|I'd|I'll|[Mm]y|[Mm]e|[Mm]yself)\b")
-SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 log = logging.getLogger(__name__)
 
 
@@ -142,7 +142,7 @@ def parse_field_text(raw: str, name: str) -> str:
         raise ValueError("written in the first person")
     if not re.search(r"[.!?][\"')\]]*$", text):
         raise ValueError("does not end with a complete sentence")
-    sentences = [s for s in SENTENCE_END.split(text) if s.strip()]
+    sentences = split_sentences(text)
     if not 1 <= len(sentences) <= 3:
         raise ValueError(f"has {len(sentences)} sentences; allowed 1-3")
     if not 5 <= len(text.split()) <= 60:

@@ -5,23 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage
-
 from agents.persona import Persona
-from agents.prompting import PromptBuilder, ReplyContext
-from environment.records import Scene
-from memory.store import MemoryRecord, MemoryStore, Recalled
+from agents.prompting import ReplyContext
+from core.records import MemoryRecord, Recalled, Scene
+from core.seams import ChatModel, MemoryStore
 
 
 @dataclass
 class Character:
-    """Persona + memory + chat model. ``adapter`` names a trained LoRA adapter ('' = base)."""
+    """Persona + memory + chat model. ``adapter`` names a trained LoRA adapter ('' = base);
+    ``cohort`` is the A/B cohort it belongs to ("base" or "adapter")."""
 
     persona: Persona
     memory: MemoryStore
-    model: BaseChatModel
-    prompts: PromptBuilder
+    model: ChatModel
     adapter: str = ""
     cohort: str = field(default="base")
     role_adapters: dict[str, str] = field(default_factory=dict)
@@ -29,6 +26,10 @@ class Character:
     def adapter_for(self, role: str) -> str:
         """The LoRA adapter this character speaks with in ``role`` (a per-role adapter wins)."""
         return self.role_adapters.get(role, self.adapter)
+
+    def label(self, role: str = "") -> str:
+        """The model it speaks with in ``role``, as episodes record it (name+adapter)."""
+        return self.model.label(self.adapter_for(role))
 
     @property
     def name(self) -> str:
@@ -45,9 +46,6 @@ class Character:
                 return text
         where = f" at {scene.location}" if scene else ""
         return f"Meeting {partner}{where}. {self.persona.recent_worry}".strip()
-
-    def messages(self, context: ReplyContext) -> list[BaseMessage]:
-        return self.prompts.reply_messages(context)
 
     def context(
         self,

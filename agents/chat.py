@@ -1,26 +1,26 @@
-"""Talking to a character: recall memories, prompt, one batched model call for every pending
-request, strict cleaning with retries, and memories of successful exchanges only.
+"""Talking to a character: a person's message goes through the one batched turn
+(`agents/turns.py`), the same a simulation uses, and only successful exchanges are remembered.
 
 The terminal chat (`task=chat`), the web page, the OpenAI-compatible API and the interviews
-all answer through `respond`, so a person gets the same character a simulation uses."""
+all answer this way, so a person gets the same character a simulation uses."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, TextIO
-
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, SystemMessage
-from omegaconf import DictConfig
 
 from agents.character import Character
 from agents.goals import describe_codes, resolve_goal
-from agents.replies import clean_reply, settled_sentences
-from memory.store import MemoryRecord, Recalled
+from agents.prompting import PromptBuilder
+from agents.replies import settled_sentences
+from agents.turns import Sampling, TurnRequest, TurnSettings, take_turns
+from core.errors import is_whole, require
+from core.records import MemoryRecord, Recalled, Reply
 
 MEMORY_QUOTE_CHARS = 400
+CHAT_ROLE = "character"
 
 
 class InvalidMessage(ValueError):
@@ -29,7 +29,7 @@ class InvalidMessage(ValueError):
 
 @dataclass(frozen=True)
 class ChatSettings:
-    """How a character answers a person (`chat.*` and `conversation.*` in the config)."""
+    """How a character answers a person (`chat.*`; the turn settings follow `conversation.*`)."""
 
     user_name: str = "User"
     memory_k: int = 3
@@ -39,41 +39,17 @@ class ChatSettings:
     memory_importance: float = 0.5
 
     def __post_init__(self) -> None:
-        if not self.user_name.strip() or self.max_message_chars < 1 or self.retries < 0:
-            raise ValueError("chat settings need a user name, max_message_chars >= 1, retries >= 0")
-
-
-@dataclass(frozen=True)
-class ChatRequest:
-    """Ask ``character`` for its next line after ``history`` ((speaker, text), oldest first; the
-    last line is the partner's). ``extra_system`` is appended to the system prompt."""
-
-    character: Character
-    history: tuple[tuple[str, str], ...]
-    partner: str = "User"
-    role: str = "character"
-    goal: str = ""
-    extra_system: str = ""
+        require(bool(str(self.user_name).strip()), "user_name", "allowed is a non-empty name",
+                self.user_name)
+        require(is_whole(self.max_message_chars, 1), "max_message_chars",
+                "allowed is a whole number >= 1", self.max_message_chars)
+        require(0 <= self.memory_importance <= 1, "memory_importance", "allowed is a number from 0 to 1",
+                self.memory_importance)
+        self.turn  # noqa: B018 (the turn settings validate memory_k, retries, max_sentences)
 
     @property
-    def message(self) -> str:
-        return self.history[-1][1] if self.history else ""
-
-
-@dataclass(frozen=True)
-class ChatReply:
-    """A cleaned reply, or the reason there is none (``error``); never made-up text."""
-
-    text: str = ""
-    error: str = ""
-    recalled: tuple[Recalled, ...] = ()
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    goal: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.text) and not self.error
+    def turn(self) -> TurnSettings:
+        return TurnSettings(self.memory_k, self.retries, self.max_sentences)
 
 
 def check_message(text: object, limit: int) -> str:
@@ -87,82 +63,10 @@ def check_message(text: object, limit: int) -> str:
     return text.strip()
 
 
-def chat_settings(cfg: DictConfig) -> ChatSettings:
-    return ChatSettings(
-        user_name=cfg.chat.user_name, memory_k=cfg.conversation.memory_k,
-        retries=cfg.conversation.retries, max_sentences=cfg.conversation.max_sentences,
-        max_message_chars=cfg.chat.max_message_chars, memory_importance=cfg.chat.memory_importance)
-
-
-def recall(requests: Sequence[ChatRequest], k: int, now: float) -> list[list[Recalled]]:
-    """Each request's memories, one `search_many` (one embedder call) per memory store."""
-    results: list[list[Recalled]] = [[] for _ in requests]
-    groups: dict[int, list[int]] = {}
-    for index, request in enumerate(requests):
-        groups.setdefault(id(request.character.memory), []).append(index)
-    for indices in groups.values():
-        memory = requests[indices[0]].character.memory
-        queries = [(requests[i].character.id, requests[i].character.memory_query(
-            requests[i].history, requests[i].partner, None)) for i in indices]
-        for i, found in zip(indices, memory.search_many(queries, k, now), strict=True):
-            results[i] = found
-    return results
-
-
-def prompt_for(request: ChatRequest, recalled: Sequence[Recalled]) -> list[BaseMessage]:
-    character = request.character
-    context = character.context(request.history, request.partner, request.role, recalled, None,
-                                request.goal)
-    messages = character.messages(context)
-    if request.extra_system:
-        messages[0] = SystemMessage(f"{messages[0].content}\n{request.extra_system}")
-    return messages
-
-
-def generate(model: BaseChatModel, prompts: Sequence[Sequence[BaseMessage]], seed: int,
-             temperature: float | None = None, max_new_tokens: int | None = None,
-             on_text: Callable[[int, str], None] | None = None) -> list[tuple[str, int, int]]:
-    """(raw text, prompt tokens, completion tokens) per prompt from one batched call. A local
-    model takes per-call sampling settings and streams (``on_text(index, raw text so far)``);
-    a remote server uses its configured ones and answers whole."""
-    if not prompts:
-        return []
-    complete = getattr(model, "complete", None)
-    if complete is not None:
-        done = complete(prompts, seed=seed, temperature=temperature, max_new_tokens=max_new_tokens,
-                        on_text=on_text)
-        return [(c.text, c.prompt_tokens, c.completion_tokens) for c in done]
-    outputs = model.batch([list(p) for p in prompts], seed=seed)
-    return [(str(m.content), int((m.usage_metadata or {}).get("input_tokens", 0)),
-             int((m.usage_metadata or {}).get("output_tokens", 0))) for m in outputs]
-
-
-def respond(requests: Sequence[ChatRequest], settings: ChatSettings, now: float, seed: int,
-            temperature: float | None = None, max_new_tokens: int | None = None,
-            on_text: Callable[[int, str], None] | None = None) -> list[ChatReply]:
-    """Replies to every request: one batched call per attempt; only rejected replies are asked
-    again (up to ``settings.retries`` times), and one that never passes stays an error.
-    ``on_text(request index, raw text so far)`` follows every attempt as it is generated."""
-    recalled = recall(requests, settings.memory_k, now)
-    prompts = [prompt_for(r, found) for r, found in zip(requests, recalled, strict=True)]
-    replies = [ChatReply(error="not generated", recalled=tuple(f), goal=r.goal)
-               for r, f in zip(requests, recalled, strict=True)]
-    pending = list(range(len(requests)))
-    model = requests[0].character.model if requests else None
-    for attempt in range(settings.retries + 1):
-        if not pending:
-            break
-        follow = None if on_text is None else (lambda j, raw, asked=tuple(pending): on_text(asked[j], raw))
-        outputs = generate(model, [prompts[i] for i in pending], seed + attempt, temperature,
-                           max_new_tokens, follow)
-        for i, (raw, prompt_tokens, completion_tokens) in zip(pending, outputs, strict=True):
-            cleaned = clean_reply(raw, requests[i].character.name, requests[i].partner,
-                                  settings.max_sentences)
-            replies[i] = replace(replies[i], text=cleaned.text, error=cleaned.error,
-                                 prompt_tokens=replies[i].prompt_tokens + prompt_tokens,
-                                 completion_tokens=replies[i].completion_tokens + completion_tokens)
-        pending = [i for i in pending if not replies[i].ok]
-    return replies
+def chat_request(character: Character, history: tuple[tuple[str, str], ...], partner: str,
+                 goal: str = "", extra_system: str = "") -> TurnRequest:
+    """A person (``partner``) asking ``character`` for its reply to the last line of ``history``."""
+    return TurnRequest(character, history, partner, CHAT_ROLE, goal=goal, extra_system=extra_system)
 
 
 @dataclass
@@ -191,13 +95,13 @@ class ReplyStream:
         return delta
 
 
-def exchange_memory(request: ChatRequest, reply: ChatReply, now: float, importance: float) -> MemoryRecord:
+def exchange_memory(request: TurnRequest, reply: Reply, now: float, importance: float) -> MemoryRecord:
     said = request.message[:MEMORY_QUOTE_CHARS]
     text = f'{request.partner} said to me: "{said}" I answered: "{reply.text[:MEMORY_QUOTE_CHARS]}"'
     return MemoryRecord(request.character.id, text, "chat", importance, now)
 
 
-def remember(pairs: Iterable[tuple[ChatRequest, ChatReply]], now: float, importance: float) -> list[str]:
+def remember(pairs: Iterable[tuple[TurnRequest, Reply]], now: float, importance: float) -> list[str]:
     """Store the successful exchanges in their characters' memories (failed ones leave none)."""
     by_store: dict[int, tuple[Any, list[MemoryRecord]]] = {}
     for request, reply in pairs:
@@ -212,9 +116,11 @@ class ChatSession:
     """One person talking to one character: the history, a pending goal and what the
     character recalled for its last reply."""
 
-    def __init__(self, character: Character, settings: ChatSettings, now: float, seed: int = 0) -> None:
+    def __init__(self, character: Character, settings: ChatSettings, prompts: PromptBuilder, now: float,
+                 seed: int = 0) -> None:
         self.character = character
         self.settings = settings
+        self.prompts = prompts
         self.now = now
         self.seed = seed
         self.history: list[tuple[str, str]] = []
@@ -225,14 +131,15 @@ class ChatSession:
         self.goal = resolve_goal(text)
         return self.goal
 
-    def send(self, message: str, follow: Callable[[str], None] | None = None) -> ChatReply:
+    def send(self, message: str, follow: Callable[[str], None] | None = None) -> Reply:
         """The character's reply; ``follow(raw text so far)`` watches it being generated."""
         text = check_message(message, self.settings.max_message_chars)
         history = (*self.history, (self.settings.user_name, text))
-        request = ChatRequest(self.character, history, self.settings.user_name, goal=self.goal)
+        request = chat_request(self.character, history, self.settings.user_name, self.goal)
         self.seed += 1
         on_text = None if follow is None else (lambda _index, raw: follow(raw))
-        reply = respond([request], self.settings, self.now, self.seed, on_text=on_text)[0]
+        reply = take_turns([request], self.prompts, self.settings.turn, self.now, Sampling(self.seed),
+                           on_text)[0]
         self.last_recalled = reply.recalled
         if reply.ok:
             self.history = [*history, (self.character.name, reply.text)]
@@ -308,14 +215,3 @@ def run_command(session: ChatSession, command: str, argument: str) -> str:
             return "salon: nothing was recalled (no reply yet, or no memories matched)"
         return "\n".join(f"  [{m.kind}, score {m.score:.2f}] {m.text}" for m in session.last_recalled)
     return f"salon: unknown command {command}. {HELP}"
-
-
-def chat_task(cfg: DictConfig) -> None:
-    """`python run.py task=chat character=<name or id> [run=<run folder>]`."""
-    from environment.serve.characters import character_key, open_directory
-
-    key = character_key(cfg)
-    directory = open_directory(cfg)
-    character = directory.chosen(key)
-    session = ChatSession(character, chat_settings(cfg), directory.now, seed=cfg.seed)
-    run_terminal(session)

@@ -10,15 +10,11 @@ import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from agents.persona import Persona
-from agents.scorers import Judgement
-from environment.records import Episode, Scores
-
-
-class Scorer(Protocol):
-    def score(self, episodes: Sequence[Episode], personas: Mapping[str, Persona]) -> list[Judgement]: ...
+from core.records import Episode, Scores
+from core.seams import Judgement, Scorer
 
 
 @dataclass(frozen=True)

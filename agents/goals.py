@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from environment.errors import UsageError
+from core.errors import require
 
 # code -> the instruction the reply prompt receives ("In your next reply, <instruction>.")
 ACTION_CODES: Mapping[str, str] = {
@@ -77,7 +77,6 @@ class GoalPolicy:
 
 
 def goal_policy(mode: str, speaker: int = 0) -> GoalPolicy | None:
-    """`conversation.goals`: ``none`` (no goals, today's behaviour) or ``policy``."""
-    if mode not in GOAL_MODES:
-        raise UsageError(f"conversation.goals={mode!r} is invalid: allowed is one of {', '.join(GOAL_MODES)}")
+    """``none`` (no goals) or ``policy`` (the opener picks a goal each of its turns)."""
+    require(mode in GOAL_MODES, "goals", f"allowed is one of {', '.join(GOAL_MODES)}", mode)
     return GoalPolicy(speaker=speaker) if mode == "policy" else None

@@ -16,16 +16,12 @@ from pathlib import Path
 
 from agents.bank import DATA_DIR, read_yaml
 from agents.persona import MAX_TEXT, Persona
-from environment.errors import UsageError
-from environment.records import Episode, Turn
+from core.errors import UsageError
+from core.text import split_sentences
+from core.records import Episode, Turn
 
 SPLITS = {"dev": range(0, 200), "test": range(200, 1000)}
 PERSONA_PREFIXES = {"your persona:": "you", "partner's persona:": "partner"}
-ABBREVIATIONS = frozenset({
-    "mr", "mrs", "ms", "dr", "st", "jr", "sr", "c", "ca", "vol", "no", "gen", "lt", "col",
-    "capt", "rev", "prof", "mt", "e.g", "i.e", "etc", "vs", "approx", "fl", "b", "d", "op",
-})
-BOUNDARY = re.compile(r"([.!?])([\"'”’)\]]*)\s+(?=[\"“‘(\[]?[A-Z0-9])")
 FACT_LIMIT = 200
 
 
@@ -200,20 +196,6 @@ def _is_prose(line: str) -> bool:
     """Prose lines end like a sentence; headings and bare list items do not."""
     text = line.strip()
     return bool(text) and not text.startswith("#") and bool(re.search(r"[.!?][\"'”’)]*$", text))
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split prose into sentences, not breaking after initials or common abbreviations."""
-    sentences, start = [], 0
-    for match in BOUNDARY.finditer(text):
-        words = text[start:match.start()].split()
-        last = words[-1].lower().lstrip("(\"'") if words else ""
-        if match.group(1) == "." and (last in ABBREVIATIONS or re.fullmatch(r"[a-z]", last)):
-            continue
-        sentences.append(text[start:match.end()].strip())
-        start = match.end()
-    tail = text[start:].strip()
-    return [*sentences, tail] if tail else sentences
 
 
 def _chunks(sentences: list[str]) -> list[str]:

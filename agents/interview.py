@@ -19,15 +19,16 @@ from typing import Any
 
 import numpy as np
 import yaml
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from agents.character import Character
-from agents.chat import ChatRequest, ChatSettings, remember, respond
-from agents.models.choices import choice_probabilities, expected_score
+from agents.chat import ChatSettings, remember
+from agents.models.choices import expected_score
 from agents.persona import Persona
 from agents.prompting import PromptBuilder
-from environment.errors import UsageError
+from agents.turns import Sampling, TurnRequest, take_turns
+from core.errors import UsageError
+from core.seams import ChatModel
 
 DIGITS = tuple(str(d) for d in range(1, 8))
 INTERVIEWER = "Interviewer"
@@ -127,16 +128,16 @@ def protective_sessions(persona: Persona) -> list[Session]:
     return [Session(f"p{i:03d}", "protective", (s["question"],)) for i, s in enumerate(scenes)]
 
 
-def run_interview(character: Character, sessions: Sequence[Session], settings: ChatSettings, now: float,
-                  seed: int, store: bool = False) -> list[Transcript]:
-    """All sessions advance together: one batched `respond` per question index."""
+def run_interview(character: Character, sessions: Sequence[Session], settings: ChatSettings,
+                  prompts: PromptBuilder, now: float, seed: int, store: bool = False) -> list[Transcript]:
+    """All sessions advance together: one batched turn per question index."""
     answers: list[list[str]] = [[] for _ in sessions]
     errors = [""] * len(sessions)
     for step in range(max((len(s.questions) for s in sessions), default=0)):
         active = [i for i, s in enumerate(sessions) if step < len(s.questions) and not errors[i]]
-        requests = [ChatRequest(character, _history(character, sessions[i], answers[i], step),
-                                INTERVIEWER, role="interviewee") for i in active]
-        replies = respond(requests, settings, now, seed + step) if requests else []
+        requests = [TurnRequest(character, _history(character, sessions[i], answers[i], step),
+                                INTERVIEWER, "interviewee") for i in active]
+        replies = take_turns(requests, prompts, settings.turn, now, Sampling(seed + step)) if requests else []
         for i, reply in zip(active, replies, strict=True):
             if reply.ok:
                 answers[i].append(reply.text)
@@ -159,7 +160,7 @@ def _history(character: Character, session: Session, answers: list[str], step: i
 class InterviewJudge:
     """Each dimension of each transcript as one prompt; all prompts in batched forward passes."""
 
-    model: BaseChatModel
+    model: ChatModel
     prompts: PromptBuilder
     embedder: Any
     rubric_path: Path = Path(__file__).parent / "prompts" / "interview_rubric.yaml"
@@ -180,7 +181,7 @@ class InterviewJudge:
                     continue
                 asks.append((index, dimension, self.messages(persona, transcript, reference,
                                                              item["criterion"].format(name=persona.name))))
-        probabilities = choice_probabilities(self.model, [m for _, _, m in asks], DIGITS)
+        probabilities = self.model.choice_probabilities([m for _, _, m in asks], DIGITS)
         scores: list[dict[str, tuple[float, float]]] = [{} for _ in transcripts]
         for (index, dimension, _), row in zip(asks, probabilities, strict=True):
             scores[index][dimension] = expected_score(row, range(1, 8))

@@ -1,5 +1,5 @@
-"""`task=interview`: run the interview, judge it, and write `interview.jsonl` and
-`interview_report.md` in the run folder."""
+"""An interview's outputs: `interview.jsonl` (every session, answer and score) and
+`interview_report.md` (scores with 95% CIs, metric proxies, the transcripts)."""
 
 from __future__ import annotations
 
@@ -10,25 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hydra.utils import to_absolute_path
-from omegaconf import DictConfig
 
 from agents.bank import DEFAULT_BANK, load_bank
-from agents.chat import chat_settings
-from agents.interview import (
-    InterviewJudge,
-    Transcript,
-    is_multi_turn,
-    load_questions,
-    mean,
-    plan_sessions,
-    protective_sessions,
-    proxies,
-    run_interview,
-)
+from agents.interview import Transcript, mean
 from agents.persona import Persona
-from environment.errors import require
-from environment.report import mean_ci
+from core.stats import mean_ci
 
 DIMENSIONS = ("memorization", "values", "personality", "hallucination", "stability")
 VALIDITY_NOTE = (
@@ -44,42 +30,7 @@ VALIDITY_NOTE = (
     "metric proxy here.")
 
 
-def interview_task(cfg: DictConfig) -> None:
-    """`python run.py task=interview character=<...> interview.questions=<json>`."""
-    from environment.build import build_embedder, run_dir
-    from environment.serve.characters import character_key, open_directory
-
-    settings = cfg.interview
-    require(bool(settings.questions), "interview.questions", "a Character-LLM question file (JSON)")
-    require(settings.limit is None or (isinstance(settings.limit, int) and settings.limit >= 1),
-            "interview.limit", "a whole number >= 1, or null for all", settings.limit)
-    require(isinstance(settings.turns, int) and 1 <= settings.turns <= 20, "interview.turns",
-            "a whole number from 1 to 20", settings.turns)
-    path = Path(to_absolute_path(settings.questions))
-    questions = load_questions(path)
-    multi = is_multi_turn(path, settings.mode)
-    key = character_key(cfg)
-    embedder = build_embedder(cfg)
-    directory = open_directory(cfg, embedder=embedder)
-    character = directory.chosen(key)
-    sessions = plan_sessions(questions, multi, settings.turns, settings.limit)
-    if settings.protective:
-        sessions += protective_sessions(character.persona)
-    transcripts = run_interview(character, sessions, chat_settings(cfg), directory.now, cfg.seed,
-                                store=settings.remember)
-    judge = InterviewJudge(directory.model, directory.prompts, embedder,
-                           max_answer_chars=settings.max_answer_chars)
-    scored = judge.score(character.persona, transcripts)
-    measured = proxies(embedder, character.persona, control_texts(character.persona), scored)
-    folder = run_dir(cfg)
-    write_jsonl(folder / "interview.jsonl", scored)
-    summary = {"questions": str(path.resolve()), "mode": "multi-turn" if multi else "single-turn",
-               "model": _model_name(directory.model), "judge": _model_name(directory.model)}
-    report = write_report(folder / "interview_report.md", character.persona, scored, measured, summary)
-    print(f"salon: interviewed {character.name}: {len(scored)} sessions; report: {report}")
-
-
-def _model_name(model: Any) -> str:
+def model_name(model: Any) -> str:
     return str(getattr(model, "model_name", None) or type(model).__name__)
 
 

@@ -7,14 +7,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from agents.models.choices import choice_probabilities, expected_score
+from agents.models.choices import expected_score
 from agents.persona import Persona
 from agents.prompting import PromptBuilder
-from agents.scorers import Judgement
-from environment.records import Episode
+from core.records import Episode
+from core.seams import ChatModel, Judgement
 
 DIGITS = ("1", "2", "3", "4", "5")
 
@@ -29,7 +28,7 @@ class RubricItem:
 
 @dataclass
 class LLMJudge:
-    model: BaseChatModel
+    model: ChatModel
     rubric: Mapping[str, RubricItem | Mapping]
     prompts: PromptBuilder = field(default_factory=PromptBuilder)
     system: str = "You are a careful, strict judge of conversations."
@@ -49,7 +48,7 @@ class LLMJudge:
                     results[index][dimension] = (math.nan, "not applicable to this episode")
                     continue
                 asks.append((index, dimension, self._messages(episode, item, roles)))
-        probabilities = choice_probabilities(self.model, [m for _, _, m in asks], DIGITS)
+        probabilities = self.model.choice_probabilities([m for _, _, m in asks], DIGITS)
         for (index, dimension, _), row in zip(asks, probabilities, strict=True):
             value, mass = expected_score(row, range(1, 6))
             results[index][dimension] = (value, f"judge expects {value:.2f} (mass on 1-5: {mass:.2f})")

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.errors import require
+
 MBTI_TYPES = tuple(
     a + b + c + d for a in "EI" for b in "SN" for c in "TF" for d in "JP"
 )
@@ -21,6 +23,24 @@ PROFILE_FIELDS = (
 )
 MAX_FACTS = 10
 MAX_TEXT = 2000
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """MIRACLE's controllable attributes ('' = as the persona has them)."""
+
+    language_style: str = ""
+    attitude: str = ""
+    mentality: str = ""
+
+    def __post_init__(self) -> None:
+        for name, allowed in ATTRIBUTE_CHOICES.items():
+            value = getattr(self, name)
+            require(value in allowed, name, f"allowed is {', '.join(allowed[1:])}", value)
+
+    def chosen(self) -> dict[str, str]:
+        """The attributes that are set."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v}
 
 
 class PersonaError(ValueError):
@@ -102,9 +122,9 @@ class Persona:
             data.pop("extra")
         return data
 
-    def with_attributes(self, **attributes: str) -> Persona:
-        """A copy with MIRACLE attributes (language_style, attitude, mentality) set."""
-        return dataclasses.replace(self, **{k: v for k, v in attributes.items() if v})
+    def with_attributes(self, attributes: Attributes) -> Persona:
+        """A copy with the MIRACLE attributes that ``attributes`` sets."""
+        return dataclasses.replace(self, **attributes.chosen()) if attributes.chosen() else self
 
     def profile_lines(self) -> list[str]:
         """The filled-in profile fields as 'Field: value' lines, for prompts and embeddings."""

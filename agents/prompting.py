@@ -13,7 +13,7 @@ import yaml
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from agents.persona import Persona
-from environment.records import Scene
+from core.records import Scene
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
 

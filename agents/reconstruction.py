@@ -20,15 +20,15 @@ from typing import Any
 import jinja2
 import numpy as np
 import yaml
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from agents.chat import generate
-from agents.importers import read_profile, split_sentences
+from agents.importers import read_profile
 from agents.persona import MAX_TEXT, Persona
 from agents.prompting import PROMPTS_DIR
 from agents.replies import whole_sentences
-from environment.errors import require
+from core.errors import require
+from core.seams import ChatModel
+from core.text import split_sentences
 
 _STOPWORD_TEXT = (
     "the a an and or but of to in on at by for with from as is was were are be been being his her "
@@ -189,7 +189,7 @@ def gender_from_pronouns(text: str) -> str:
 class Reconstructor:
     """Builds the model requests for one profile, runs them batched, assembles the persona."""
 
-    def __init__(self, model: BaseChatModel, settings: ReconstructionSettings,
+    def __init__(self, model: ChatModel, settings: ReconstructionSettings,
                  prompts_dir: Path = PROMPTS_DIR) -> None:
         self.model = model
         self.settings = settings
@@ -227,13 +227,13 @@ class Reconstructor:
         for attempt in range(self.settings.retries + 1):
             if not pending:
                 break
-            outputs = generate(self.model, [a.messages for a in pending], seed=attempt,
-                               temperature=self.settings.temperature,
-                               max_new_tokens=self.settings.max_new_tokens)
+            outputs = self.model.complete([a.messages for a in pending], seed=attempt,
+                                          temperature=self.settings.temperature,
+                                          max_new_tokens=self.settings.max_new_tokens)
             failed = []
-            for ask, (raw, _, _) in zip(pending, outputs, strict=True):
+            for ask, reply in zip(pending, outputs, strict=True):
                 try:
-                    accepted[ask.key] = ask.parse(raw)
+                    accepted[ask.key] = ask.parse(reply.text)
                 except ValueError:
                     failed.append(ask)
             pending = failed

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-# A sentence ends at . ! ? or … and any closing quotes/brackets, which stay with it.
-_SENTENCE_END = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"')\]])|(?<=[.!?…][\"')\]]{2}))\s+")
+from core.records import Reply
+from core.text import ends_sentence, split_sentences
+
 _LEAKED_TURN = re.compile(r"\n\s*[A-Z][\w .'-]{0,40}:|<\||\n\s*\n|\b(?:User|Assistant|System):", re.S)
 # "see you" and "take care" only as farewells: not "I see you like tea", "I take care of my mum".
 _GOODBYE = re.compile(
@@ -20,25 +20,18 @@ _AI_DISCLAIMER = re.compile(
     r"|\b(?:i am|i'm) (?:just |only )?an? (?:ai|artificial intelligence|chatbot|virtual assistant)\b", re.I)
 
 
-@dataclass(frozen=True)
-class Cleaned:
-    """A usable reply (``text``) or the reason it was rejected (``error``)."""
-
-    text: str = ""
-    error: str = ""
-
-
-def clean_reply(raw: str, speaker: str, partner: str, max_sentences: int = 3) -> Cleaned:
-    """Drop a leaked 'Name:' prefix, cut at a leaked next turn, keep whole sentences."""
+def clean_reply(raw: str, speaker: str, partner: str, max_sentences: int = 3) -> Reply:
+    """Drop a leaked 'Name:' prefix, cut at a leaked next turn, keep whole sentences: a reply
+    with the usable ``text``, or with the reason it was rejected (``error``)."""
     text = _unquote(_own_turn(raw, speaker))
     if speaks_for(text, partner):
-        return Cleaned(error="the reply speaks for the partner")
+        return Reply(error="the reply speaks for the partner")
     text = whole_sentences(text, max_sentences)
     if not re.search(r"[A-Za-z]{2}", text):
-        return Cleaned(error=f"empty or unreadable reply: {raw[:60]!r}")
+        return Reply(error=f"empty or unreadable reply: {raw[:60]!r}")
     if _AI_DISCLAIMER.search(text):
-        return Cleaned(error="the reply breaks character (mentions being an AI)")
-    return Cleaned(text=text)
+        return Reply(error="the reply breaks character (mentions being an AI)")
+    return Reply(text=text)
 
 
 def _own_turn(raw: str, speaker: str) -> str:
@@ -63,7 +56,7 @@ def settled_sentences(raw: str, speaker: str, partner: str, max_sentences: int =
     text = _own_turn(raw, speaker)
     if text.startswith('"') or speaks_for(text, partner) or _AI_DISCLAIMER.search(text):
         return ""
-    parts = [p for p in _SENTENCE_END.split(text) if p]
+    parts = split_sentences(text)
     return " ".join(parts[:-1][:max_sentences]).strip()
 
 
@@ -81,8 +74,8 @@ def _unquote(text: str) -> str:
 def whole_sentences(text: str, max_sentences: int) -> str:
     """Up to ``max_sentences`` complete sentences; an unfinished tail is dropped if a
     complete sentence precedes it (a capped generation usually stops mid-sentence)."""
-    parts = [p for p in _SENTENCE_END.split(text) if p]
-    if len(parts) > 1 and not re.search(r"[.!?…][\"')\]]*$", parts[-1]):
+    parts = split_sentences(text)
+    if len(parts) > 1 and not ends_sentence(parts[-1]):
         parts = parts[:-1]
     return " ".join(parts[:max_sentences]).strip()
 

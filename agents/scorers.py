@@ -12,9 +12,9 @@ import numpy as np
 
 from agents.persona import Persona
 from agents.replies import is_repetition
-from environment.records import Episode
+from core.records import Episode
+from core.seams import Embedder, Judgement
 
-Judgement = dict[str, tuple[float, str]]
 NAN = math.nan
 
 
@@ -32,9 +32,9 @@ def focus_speakers(episode: Episode) -> list[str]:
 @dataclass
 class PersonaConsistency:
     """Mean over a speaker's utterances of the best cosine similarity to one of their persona
-    facts (MiniLM), averaged over speakers. Measured on Persona-Chat: AUC 0.92 (DESIGN.md)."""
+    facts (MiniLM), averaged over speakers. Measured on Persona-Chat: AUC 0.92 (README, The critic)."""
 
-    embedder: object
+    embedder: Embedder
     low: float = 0.15  # on Persona-Chat dev: swapped personas ~0.24, real ones ~0.43 (median)
     high: float = 0.55
     dimension: str = "persona_consistency"
@@ -61,7 +61,7 @@ class Naturalness:
     """Does it read like a conversation: each line takes up the one before (cosine of
     consecutive lines), lines are not repeated, and no turn failed."""
 
-    embedder: object
+    embedder: Embedder
     repetition_threshold: float = 0.6
     low: float = 0.0
     high: float = 0.35
@@ -96,7 +96,7 @@ class Engagement:
     Parroting is not engagement: a reply closer than ``echo`` to the line it answers counts
     as disengaged (a small model often paraphrases its partner; people's uptake is ~0.2)."""
 
-    embedder: object
+    embedder: Embedder
     min_words: int = 5
     low: float = 0.05
     high: float = 0.45
@@ -126,7 +126,7 @@ class MoodShift:
     """Seeker's mood change: zero-shot sentiment (similarity to positive minus negative anchor
     sentences) of their later lines against their earlier lines; 3 means no change."""
 
-    embedder: object
+    embedder: Embedder
     positive: tuple[str, ...] = ("I feel much better now, thank you.", "That makes me happy.",
                                  "I'm hopeful about this.", "Thanks, that really helps!")
     negative: tuple[str, ...] = ("I feel awful about this.", "I'm so worried and stressed.",
@@ -156,7 +156,7 @@ class ProblemAddressed:
     """Did the supporter work on the seeker's problem: similarity of the supporter's lines to
     the seeker's worry (from the persona, else the seeker's first line)."""
 
-    embedder: object
+    embedder: Embedder
     low: float = 0.1
     high: float = 0.5
     dimension: str = "problem_solved"

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from pydantic import PrivateAttr
 
 from agents.models.local import LocalChatModel
-from memory.store import Recalled
+from core.records import Recalled
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 

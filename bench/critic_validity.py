@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.importers import personachat_episodes, personachat_personas, read_personachat
-from environment.records import Episode, Turn
+from core.records import Episode, Turn
 from training.scorers import auc as roc_auc
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -25,11 +25,11 @@ def chat_examples(count: int):
 
     from agents.importers import read_personachat
     from agents.prompting import PromptBuilder
-    from training.datasets import chat_messages
+    from agents.models.messages import to_chat
     from training.evaluate import personachat_examples
 
     examples = personachat_examples(read_personachat(PERSONACHAT, "dev")[:count], PromptBuilder(), 1)
-    return Dataset.from_list([{"messages": [*chat_messages(e.messages),
+    return Dataset.from_list([{"messages": [*to_chat(e.messages),
                                             {"role": "assistant", "content": e.reference}]}
                               for e in examples[:count]])
 

@@ -40,7 +40,7 @@ from bench.common import (
 )
 from environment import build
 from environment.engine import ConversationEngine, EngineStats, EpisodePlan, StopRules
-from environment.records import Episode
+from core.records import Episode
 from environment.society import Society
 from environment.store import SQLiteEpisodeStore
 from training.swap import adapter_plan

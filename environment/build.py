@@ -16,7 +16,7 @@ from agents.critic import Critic
 from agents.persona import Persona
 from agents.prompting import PromptBuilder
 from environment.engine import ConversationEngine, StopRules
-from environment.records import Scene
+from core.records import Scene
 from environment.society import EncounterSettings
 from memory.embedder import SentenceEmbedder
 from training.swap import AdapterPlan, adapter_plan

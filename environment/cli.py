@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from environment.errors import SalonError, UsageError
+from core.errors import SalonError, UsageError
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 SIMULATE_TASK = "environment.simulation.simulate_task"

@@ -23,10 +23,11 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
 from agents.bank import load_bank
-from environment.errors import UsageError
+from core.errors import UsageError
 from environment.graph import build_graph, graph_metrics
 from environment.markdown import markdown_table
-from environment.report import mean_ci, score_dimensions
+from core.stats import mean_ci
+from environment.report import score_dimensions
 from environment.store import SQLiteEpisodeStore
 
 GRAPH_METRICS = {"density": "density", "average_clustering": "clustering",

@@ -33,7 +33,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from agents.persona import MBTI_TYPES, Persona
-from environment.records import Episode
+from core.records import Episode
 
 MISSING_AGE = -1
 LABEL_LIMIT = 60

@@ -28,9 +28,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents.bank import load_bank
 from agents.persona import MBTI_TYPES
-from environment.errors import UsageError
+from core.errors import UsageError
 from environment.graph import build_graph, graph_metrics, mbti_colour
-from environment.records import Episode
+from core.records import Episode
 from environment.store import SQLiteEpisodeStore
 
 FIRST_LINES = 2

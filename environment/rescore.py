@@ -9,8 +9,8 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 from environment import build
-from environment.errors import UsageError
-from environment.records import Episode
+from core.errors import UsageError
+from core.records import Episode
 
 
 def read_episodes(path: Path) -> list[Episode]:

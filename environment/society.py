@@ -1,24 +1,27 @@
-"""The Society: characters, the interaction graph and the one seeded RNG; it runs rounds."""
+"""The Society: characters, the interaction graph and the seeded RNG tree; it runs rounds."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import networkx as nx
-import numpy as np
 
 from agents.character import Character
 from agents.critic import Critic
+from agents.persona import Attributes
+from core.errors import is_number, is_whole, require
+from core.records import Episode, Scene
+from core.rng import ENCOUNTERS, PAIRING, RngTree
+from core.seams import EpisodeStore, PairingPolicy
 from environment.engine import ConversationEngine, EpisodePlan, Interrupted
 from environment.graph import build_graph, update_graph
-from environment.records import Episode, Scene
-from environment.store import SQLiteEpisodeStore
-from matching.policies import PairingPolicy
 from memory.writer import EpisodeMemoryWriter
 
 log = logging.getLogger(__name__)
+MIN_SIZE = 2  # a society needs at least one pair
 
 
 @dataclass(frozen=True)
@@ -30,14 +33,46 @@ class EncounterSettings:
     scenes: Sequence[Scene] = ()
 
 
+@dataclass(frozen=True)
+class SocietySettings:
+    """`society.*` in the config: who is in the society and how pairs meet."""
+
+    size: int = 16
+    bank: str | None = None
+    support_share: float = 0.5
+    attributes: Attributes = field(default_factory=Attributes)
+    use_scenes: bool = True
+    scenes: tuple[Scene, ...] = ()
+
+    def __post_init__(self) -> None:
+        require(is_whole(self.size, MIN_SIZE), "size", f"allowed is a whole number >= {MIN_SIZE}", self.size)
+        require(is_number(self.support_share, 0, 1), "support_share", "allowed is a number from 0 to 1",
+                self.support_share)
+        if isinstance(self.attributes, dict):
+            object.__setattr__(self, "attributes", Attributes(**self.attributes))
+        object.__setattr__(self, "scenes", tuple(_scene(s) for s in self.scenes))
+
+    @property
+    def encounters(self) -> EncounterSettings:
+        return EncounterSettings(self.support_share, self.scenes if self.use_scenes else ())
+
+
+def _scene(value: Scene | dict[str, Any]) -> Scene:
+    if isinstance(value, Scene):
+        return value
+    require(isinstance(value, dict) and set(value) == {"location", "status"}, "scenes",
+            "allowed is a list of {location, status}", value)
+    return Scene(str(value["location"]), str(value["status"]))
+
+
 @dataclass
 class Society:
     characters: list[Character]
     policy: PairingPolicy
     engine: ConversationEngine
     critic: Critic
-    store: SQLiteEpisodeStore
-    rng: np.random.Generator
+    store: EpisodeStore
+    rng: RngTree
     encounters: EncounterSettings = field(default_factory=EncounterSettings)
     memory_writer: EpisodeMemoryWriter = field(default_factory=EpisodeMemoryWriter)
     graph: nx.Graph = field(init=False)
@@ -50,13 +85,9 @@ class Society:
         self.personas = {c.name: c.persona for c in self.characters}
 
     def run_round(self, round_index: int) -> list[Episode]:
-        """Pair, converse, score, store, remember. A resumed round replays the pairing from its
-        RNG checkpoint and skips the episodes already stored."""
-        saved = self.store.round_rng_state(round_index)
-        if saved is None:
-            self.store.begin_round(round_index, self.rng.bit_generator.state)
-        else:
-            self.rng.bit_generator.state = saved
+        """Pair, converse, score, store, remember. A round's draws come from its own RNG
+        streams, so a resumed round replays its pairing and skips the episodes already stored."""
+        self.store.begin_round(round_index)
         plans = self.plan_round(round_index, self._graph_before(round_index))
         done = self.store.ids()
         plans = [p for p in plans if p.id not in done]
@@ -67,11 +98,8 @@ class Society:
             self._keep(interrupted.finished, round_index)
             raise KeyboardInterrupt from None
         kept = self._keep(episodes, round_index)
-        observe = getattr(self.policy, "observe", None)
-        if observe is not None:  # learning policies (bandits) update from the critic's scores
-            observe(self.store.episodes(round_index), self.graph)
+        self.policy.observe(self.store.episodes(round_index), self.graph)
         self.store.complete_round(round_index)
-        self.store.begin_round(round_index + 1, self.rng.bit_generator.state)
         return kept
 
     def _graph_before(self, round_index: int) -> nx.Graph:
@@ -83,16 +111,18 @@ class Society:
         return build_graph([c.persona for c in self.characters], earlier)
 
     def plan_round(self, round_index: int, graph: nx.Graph | None = None) -> list[EpisodePlan]:
-        pairs = self.policy(self.characters, self.graph if graph is None else graph, self.rng, round_index)
-        return [self._plan(round_index, i, a, b) for i, (a, b) in enumerate(pairs)]
+        pairing = self.rng.stream(PAIRING, round_index)
+        pairs = self.policy(self.characters, self.graph if graph is None else graph, pairing, round_index)
+        encounters = self.rng.stream(ENCOUNTERS, round_index)
+        return [self._plan(round_index, i, a, b, encounters) for i, (a, b) in enumerate(pairs)]
 
-    def _plan(self, round_index: int, index: int, a: Character, b: Character) -> EpisodePlan:
-        support = self.rng.random() < self.encounters.support_share
-        if self.rng.random() < 0.5:
+    def _plan(self, round_index: int, index: int, a: Character, b: Character, rng: Any) -> EpisodePlan:
+        support = rng.random() < self.encounters.support_share
+        if rng.random() < 0.5:
             a, b = b, a
         roles = {a.name: "seeker", b.name: "supporter"} if support else {a.name: "peer", b.name: "peer"}
         scenes = self.encounters.scenes
-        scene = scenes[int(self.rng.integers(len(scenes)))] if scenes else None
+        scene = scenes[int(rng.integers(len(scenes)))] if scenes else None
         return EpisodePlan(f"r{round_index:03d}-e{index:03d}", round_index, (a, b), roles, scene)
 
     def _keep(self, episodes: Sequence[Episode], round_index: int) -> list[Episode]:

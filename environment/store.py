@@ -1,16 +1,15 @@
-"""The episode store: SQLite in the run folder, one transaction per episode."""
+"""The episode store (core.seams.EpisodeStore): SQLite in the run folder, one transaction per
+episode."""
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
 
-from environment.records import Episode
+from core.files import atomic_file
+from core.records import Episode
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS episodes (
@@ -23,19 +22,11 @@ CREATE TABLE IF NOT EXISTS episodes (
 CREATE INDEX IF NOT EXISTS episodes_round ON episodes(round);
 CREATE TABLE IF NOT EXISTS rounds (
     round INTEGER PRIMARY KEY,
-    rng_state TEXT NOT NULL,
+    rng_state TEXT NOT NULL,  -- '{}' since the RNG tree; kept for older run folders
     completed INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
-
-class EpisodeStore(Protocol):
-    def append(self, episode: Episode) -> None: ...
-
-    def episodes(self, round_index: int | None = None) -> list[Episode]: ...
-
-    def export_jsonl(self, path: Path) -> int: ...
 
 
 class SQLiteEpisodeStore:
@@ -79,31 +70,19 @@ class SQLiteEpisodeStore:
 
     def export_jsonl(self, path: Path) -> int:
         """Write every episode as one JSON line, atomically (temp file, then rename)."""
-        descriptor, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         count = 0
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                for (body,) in self.connection.execute("SELECT body FROM episodes ORDER BY round, id"):
-                    handle.write(body + "\n")
-                    count += 1
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)  # no half-written temp file left behind
-            raise
+        with atomic_file(path) as handle:
+            for (body,) in self.connection.execute("SELECT body FROM episodes ORDER BY round, id"):
+                handle.write(body + "\n")
+                count += 1
         return count
 
-    def begin_round(self, round_index: int, rng_state: dict[str, Any]) -> None:
-        """Checkpoint the RNG at a round's start, once: a resumed round replays its pairing."""
+    def begin_round(self, round_index: int) -> None:
+        """Record that a round has started, once. (Its randomness needs no checkpoint: each
+        round draws from its own streams of the RNG tree, core/rng.py.)"""
         with self.connection:
-            self.connection.execute("INSERT OR IGNORE INTO rounds (round, rng_state) VALUES (?, ?)",
-                                    (round_index, json.dumps(rng_state)))
-
-    def round_rng_state(self, round_index: int) -> dict[str, Any] | None:
-        row = self.connection.execute("SELECT rng_state FROM rounds WHERE round = ?",
-                                      (round_index,)).fetchone()
-        return json.loads(row[0]) if row else None
+            self.connection.execute("INSERT OR IGNORE INTO rounds (round, rng_state) VALUES (?, '{}')",
+                                    (round_index,))
 
     def complete_round(self, round_index: int) -> None:
         with self.connection:

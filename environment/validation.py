@@ -7,7 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from environment.errors import UsageError
+from core.errors import UsageError
 
 Check = tuple[str, Callable[[Any], bool], str]
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from environment.errors import require
-from environment.records import Episode
+from core.errors import require
+from core.records import Episode
 from matching.assignment import EXACT_LIMIT
 from matching.compatibility import CompatibilityPrior
 from matching.features import Embedder, personas_of

@@ -12,8 +12,10 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
+from agents.models.registry import RegisteredModel, RegistryReader, resolve_model
 from agents.persona import Persona
-from environment.errors import UsageError
+from core.errors import UsageError
+from memory.crossencoder import MINILM_NAME, read_scorer_info
 from matching.assignment import EXACT_LIMIT
 from matching.features import Embedder, default_embedder, personas_of, standardise
 from matching.policies import C
@@ -24,20 +26,13 @@ from matching.scorers import (
     TrainedCompatibility,
     persona_texts,
 )
-from training.registry import ModelRegistry, RegisteredModel
 
 SCORER_KEY = "matching.scorer"
 
 
 def resolve_scorer(ref: str, registry_root: str | Path, key: str = SCORER_KEY) -> RegisteredModel:
     """A registered compatibility scorer trained from MiniLM, or a one-line UsageError."""
-    from hydra.utils import to_absolute_path
-
-    from training.scorers import MINILM_NAME, read_scorer_info
-    from training.swap import resolve
-
-    registry = ModelRegistry(Path(to_absolute_path(str(registry_root))))
-    found = resolve(registry, ref, "scorer", MINILM_NAME, key)
+    found = resolve_model(RegistryReader(Path(registry_root)), ref, "scorer", MINILM_NAME, key)
     task = read_scorer_info(found.path).task
     if task != "regression":
         raise UsageError(f"{key}={ref}: {found.ref} is a {task} scorer; a compatibility scorer is "

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents.persona import MAX_FACTS, MAX_TEXT, Persona
-from environment.errors import UsageError
+from core.errors import UsageError
+from core.text import split_sentences
 from matching.scorers import CompatibilityScorer, persona_texts
 
 SEEKER_ID = "seeker"
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def seeker_from(value: object, bank: Sequence[Persona]) -> Seeker:
 
 def persona_from_text(text: str, taken_names: set[str], taken_ids: set[str]) -> Persona:
     """The seeker's persona: each sentence a fact (up to 10), the whole text their worry."""
-    sentences = [s.strip()[:MAX_TEXT] for s in _SENTENCE.split(text) if s.strip()]
+    sentences = [s[:MAX_TEXT] for s in split_sentences(text)]
     name = next(n for n in (f"Seeker {i}" if i else "Seeker" for i in range(len(taken_names) + 1))
                 if n not in taken_names)
     pid = next(i for i in (f"{SEEKER_ID}-{k}" if k else SEEKER_ID for k in range(len(taken_ids) + 1))

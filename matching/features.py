@@ -10,9 +10,10 @@ import networkx as nx
 import numpy as np
 
 from agents.persona import Persona
+from core.seams import Embedder
 from matching.scorers import persona_texts
 
-Embedder = Callable[[list[str]], np.ndarray]
+
 
 
 class HasPersona(Protocol):

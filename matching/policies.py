@@ -1,4 +1,5 @@
-"""Pairing policies: `(characters, graph, rng, round_index) -> disjoint pairs`.
+"""Pairing policies (core.seams.PairingPolicy): `(characters, graph, rng, round_index) -> disjoint
+pairs`, and `observe(episodes, graph)` after each round.
 
 Every policy returns disjoint pairs. With an odd number of characters one sits out; the
 fair rule (`sit_out`) rests whoever has had the most conversations so far."""
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 import networkx as nx
 import numpy as np
 
-from environment.errors import UsageError
+from core.records import Episode
 
 if TYPE_CHECKING:
     from agents.persona import Persona
@@ -38,11 +39,6 @@ class PersonaMember:
         return self.persona.name
 
 
-class PairingPolicy(Protocol):
-    def __call__(self, characters: Sequence[C], graph: nx.Graph, rng: np.random.Generator,
-                 round_index: int) -> list[tuple[C, C]]: ...
-
-
 def conversations_so_far(graph: nx.Graph, name: str) -> int:
     if name not in graph:
         return 0
@@ -61,13 +57,16 @@ def sit_out(characters: Sequence[C], graph: nx.Graph, rng: np.random.Generator) 
 
 def require_pairs(characters: Sequence[Named]) -> None:
     if len(characters) < 2:
-        raise UsageError(f"society.size={len(characters)}: pairing needs at least 2 characters")
+        raise ValueError(f"pairing needs at least 2 characters, got {len(characters)}")
 
 
 class RandomPairing:
     """Uniformly random disjoint pairs each round."""
 
     name = "random"
+
+    def observe(self, episodes: Sequence[Episode], graph: nx.Graph) -> None:
+        """Fixed policy: nothing to learn."""
 
     def __call__(self, characters: Sequence[C], graph: nx.Graph, rng: np.random.Generator,
                  round_index: int) -> list[tuple[C, C]]:
@@ -82,6 +81,9 @@ class RoundRobinPairing:
     everyone meets everyone exactly once; then the schedule repeats."""
 
     name = "round_robin"
+
+    def observe(self, episodes: Sequence[Episode], graph: nx.Graph) -> None:
+        """Fixed policy: nothing to learn."""
 
     def __call__(self, characters: Sequence[C], graph: nx.Graph, rng: np.random.Generator,
                  round_index: int) -> list[tuple[C, C]]:

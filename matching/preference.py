@@ -17,7 +17,8 @@ from collections.abc import Sequence
 import networkx as nx
 import numpy as np
 
-from environment.errors import require
+from core.errors import require
+from core.records import Episode
 from matching.assignment import EXACT_LIMIT, max_weight_pairs
 from matching.features import (
     Embedder,
@@ -42,6 +43,9 @@ class ScorePairing:
         require(repeat_penalty >= 0, "matching.repeat_penalty", "a number >= 0", repeat_penalty)
         self.repeat_penalty = float(repeat_penalty)
         self.exact_limit = int(exact_limit)
+
+    def observe(self, episodes: Sequence[Episode], graph: nx.Graph) -> None:
+        """Learning policies (the bandit) update here; the others read the graph each round."""
 
     def __call__(self, characters: Sequence[C], graph: nx.Graph, rng: np.random.Generator,
                  round_index: int) -> list[tuple[C, C]]:

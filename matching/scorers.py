@@ -26,10 +26,11 @@ from typing import Protocol
 import numpy as np
 
 from agents.persona import Persona
-from environment.errors import UsageError, require
-from training.scorers import CrossEncoder, read_scorer_info, scale_similarity
+from core.errors import UsageError, require
+from core.seams import Embedder
+from memory.crossencoder import CrossEncoder, read_scorer_info, scale_similarity
 
-Embedder = Callable[[list[str]], np.ndarray]
+
 SCORE_MIN, SCORE_MAX = 1.0, 5.0
 
 

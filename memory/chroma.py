@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +14,16 @@ import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.utils.embedding_functions import register_embedding_function
 
+from core.errors import require
+from core.records import MemoryRecord, Recalled
+from core.seams import Embedder
 from memory.embedder import SentenceEmbedder
 from memory.retrieval import Forgetting, RetrievalWeights, memory_score
-from memory.store import COLLECTION, MemoryRecord, Recalled
 
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 log = logging.getLogger(__name__)
+COLLECTION = "memories"
+MODES = ("persistent", "http")
 
 
 @register_embedding_function
@@ -52,12 +59,13 @@ def memory_id(record: MemoryRecord) -> str:
 
 class ChromaMemoryStore:
     """`mode=persistent` keeps the store in ``path`` (the run folder); `mode=http` talks to a
-    chroma server (``host``/``port``) so several machines share memories."""
+    chroma server (``host``/``port``) so several machines share memories. The client opens on
+    first use, so building a store (as the config checks do) touches no disk and no server."""
 
     def __init__(
         self,
         path: str,
-        embedder: SentenceEmbedder,
+        embedder: Embedder,
         weights: RetrievalWeights,
         forgetting: Forgetting,
         mode: str = "persistent",
@@ -66,23 +74,32 @@ class ChromaMemoryStore:
         candidates: int = 4,
         collection: str = COLLECTION,
     ) -> None:
-        import chromadb
-        from chromadb.config import Settings
-
-        settings = Settings(anonymized_telemetry=False)
-        if mode == "persistent":
-            Path(path).mkdir(parents=True, exist_ok=True)
-            self.client = chromadb.PersistentClient(path=str(path), settings=settings)
-        elif mode == "http":
-            self.client = chromadb.HttpClient(host=host, port=port, settings=settings)
-        else:
-            raise ValueError(f"memory.mode={mode!r}: allowed: persistent, http")
+        require(mode in MODES, "mode", f"allowed is {', '.join(MODES)}", mode)
+        require(isinstance(port, int) and 0 < port < 65536, "port", "allowed is a port from 1 to 65535", port)
+        require(isinstance(candidates, int) and candidates >= 1, "candidates",
+                "allowed is a whole number >= 1", candidates)
+        self.path, self.mode, self.host, self.port = path, mode, host, port
         self.embedder = embedder
         self.weights = weights
         self.forgetting = forgetting
         self.candidates = candidates
-        self.collection = self.client.get_or_create_collection(
-            collection, embedding_function=SalonEmbeddingFunction(embedder=embedder),
+        self.collection_name = collection
+
+    @cached_property
+    def client(self) -> Any:
+        import chromadb
+        from chromadb.config import Settings
+
+        settings = Settings(anonymized_telemetry=False)
+        if self.mode == "http":
+            return chromadb.HttpClient(host=self.host, port=self.port, settings=settings)
+        Path(self.path).mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(self.path), settings=settings)
+
+    @cached_property
+    def collection(self) -> Any:
+        return self.client.get_or_create_collection(
+            self.collection_name, embedding_function=SalonEmbeddingFunction(embedder=self.embedder),
             configuration={"hnsw": {"space": "cosine"}})
 
     def add(self, records: Sequence[MemoryRecord]) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from environment.errors import MissingPackageError, UsageError
+from core.errors import MissingPackageError, UsageError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -48,7 +48,7 @@ class SentenceEmbedder:
     def model(self) -> Any:
         from sentence_transformers import SentenceTransformer
 
-        from agents.models.loading import resolve_device
+        from core.devices import resolve_device
 
         return SentenceTransformer(str(self.path), device=resolve_device(self.device))
 
@@ -59,7 +59,7 @@ class SentenceEmbedder:
 
         import torch
 
-        from agents.models.loading import resolve_device, resolve_dtype
+        from core.devices import resolve_device, resolve_dtype
 
         device = resolve_device(self.device)
         wanted = self.autocast == "true" or (

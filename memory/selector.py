@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from environment.errors import UsageError
-from memory.store import Recalled
-from training.scorers import MINILM_NAME, CrossEncoder, read_scorer_info
+from core.errors import UsageError
+from core.records import Recalled
+from memory.crossencoder import MINILM_NAME, CrossEncoder, read_scorer_info
 
 SELECTOR_KEY = "selector_probability"
 

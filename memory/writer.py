@@ -6,11 +6,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from environment.records import Episode
-from memory.store import MemoryRecord
+from core.records import Episode, MemoryRecord
+from core.text import split_sentences
 
 _SELF_DISCLOSURE = re.compile(r"^(i|i'm|i am|i've|i have|my|we)\b", re.I)
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class EpisodeMemoryWriter:
         """The partner's self-disclosures ("I have two dogs."), at most ``max_facts``."""
         found: list[str] = []
         for line in episode.utterances(partner):
-            for sentence in _SENTENCE.split(line):
+            for sentence in split_sentences(line):
                 if _SELF_DISCLOSURE.match(sentence) and len(sentence.split()) >= 4:
                     fact = f"{partner} told me: {sentence[: self.max_chars]}"
                     if fact not in found:

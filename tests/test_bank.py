@@ -27,7 +27,7 @@ from agents.bank import (
 )
 from agents.bank_llm import parse_field_text, rewrite_with_llm
 from agents.persona import MBTI_TYPES, PROFILE_FIELDS, Persona
-from environment.errors import UsageError
+from core.errors import UsageError
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from agents.chat import (
     prompt_for,
     run_terminal,
 )
-from environment.errors import UsageError
+from core.errors import UsageError
 from environment.serve.characters import UnknownCharacter, character_attributes, character_key, open_directory
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,9 +15,9 @@ from omegaconf import OmegaConf
 from agents.bank import load_bank, save_bank
 from agents.persona import Persona
 from environment.compare import find_runs, load_run, policy_label, summarise, sweep_folder, write_comparison
-from environment.errors import UsageError
-from environment.records import Episode, Scores, Turn
-from environment.report import mean_ci
+from core.errors import UsageError
+from core.records import Episode, Scores, Turn
+from core.stats import mean_ci
 from environment.store import SQLiteEpisodeStore
 
 ROOT = Path(__file__).resolve().parents[1]

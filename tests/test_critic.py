@@ -15,7 +15,7 @@ from agents.critic import Critic, DimensionSpec
 from agents.judge import LLMJudge
 from agents.persona import Persona
 from agents.scorers import Judgement
-from environment.records import Episode, Scene, Turn
+from core.records import Episode, Scene, Turn
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CRITIC = OmegaConf.load(ROOT / "conf" / "critic" / "default.yaml")

@@ -15,12 +15,12 @@ from agents.bank import save_bank
 from agents.importers import personachat_episodes, personachat_personas, read_personachat
 from agents.persona import Persona
 from agents.prompting import PromptBuilder
-from environment.errors import UsageError
-from environment.records import Episode, Scene, Scores, Turn
+from core.errors import UsageError
+from core.records import Episode, Scene, Scores, Turn
 from environment.store import SQLiteEpisodeStore
 from memory.chroma import ChromaMemoryStore
 from memory.retrieval import Forgetting, RetrievalWeights
-from memory.store import MemoryRecord
+from core.records import MemoryRecord
 from tests.conftest import PERSONACHAT
 from training.datasets import (
     CharacterSplit,

@@ -13,7 +13,7 @@ from agents.character import Character
 from agents.goals import ACTION_CODES, GoalPolicy, goal_policy, resolve_goal
 from agents.prompting import PromptBuilder
 from environment.engine import ConversationEngine, EpisodePlan, StopRules
-from environment.errors import UsageError
+from core.errors import UsageError
 from memory.chroma import ChromaMemoryStore
 from memory.retrieval import Forgetting, RetrievalWeights
 

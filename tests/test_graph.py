@@ -19,7 +19,7 @@ from environment.graph import (
     save_graphml,
     update_graph,
 )
-from environment.records import Episode, Scores, Turn
+from core.records import Episode, Scores, Turn
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

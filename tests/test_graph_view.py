@@ -10,7 +10,7 @@ import networkx as nx
 import pytest
 from omegaconf import OmegaConf
 
-from environment.errors import UsageError
+from core.errors import UsageError
 from environment.graph_view import GraphFilter, graph_task, load_graph, parse_filter, run_folder
 from environment.store import SQLiteEpisodeStore
 from tests.test_compare import BANK, episode, write_run

@@ -14,7 +14,7 @@ from agents.importers import (
     read_profile,
     split_sentences,
 )
-from environment.errors import UsageError
+from core.errors import UsageError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PERSONACHAT = DATA / "personachat" / "valid_both_original_no_cands.txt"

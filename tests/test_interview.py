@@ -26,7 +26,7 @@ from agents.interview import (
     says_not_knowing,
 )
 from agents.prompting import PromptBuilder
-from environment.errors import UsageError
+from core.errors import UsageError
 from memory.chroma import ChromaMemoryStore
 from memory.retrieval import Forgetting, RetrievalWeights
 

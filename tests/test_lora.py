@@ -65,7 +65,7 @@ def test_training_resumes_from_its_checkpoint(base, tmp_path: Path) -> None:
 
 
 def test_empty_training_set_is_a_usage_error(base, tmp_path: Path) -> None:
-    from environment.errors import UsageError
+    from core.errors import UsageError
 
     with pytest.raises(UsageError, match="empty"):
         lora.train_lora(lora.LoraTrainingConfig(), base, tiny_chat_set().select([]), None, tmp_path)

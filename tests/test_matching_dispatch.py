@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from agents.bank import load_bank
-from environment.errors import UsageError
+from core.errors import UsageError
 from matching.dispatch import best_supporters, dispatch, format_matches, seeker_from
 from matching.scorers import EmbeddingCompatibility, persona_texts
 

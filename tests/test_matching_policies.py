@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from agents.bank import load_bank
-from environment.errors import UsageError
+from core.errors import UsageError
 from environment.graph import build_graph, update_graph
-from environment.records import Episode, Scores, Turn
+from core.records import Episode, Scores, Turn
 from matching.assignment import max_weight_pairs
 from matching.bandit import BanditPairing
 from matching.compatibility import CompatibilityPairing

@@ -15,7 +15,7 @@ from datasets import Dataset
 from hydra import compose, initialize_config_dir
 
 from agents.bank import load_bank
-from environment.errors import UsageError
+from core.errors import UsageError
 from matching.bandit import BanditPairing
 from matching.checks import build_policy, check_pairing
 from matching.compatibility import CompatibilityPairing, build_scorer, symmetric_expectation

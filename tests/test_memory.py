@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from environment.records import Episode, Scene, Turn
+from core.records import Episode, Scene, Turn
 from memory.chroma import ChromaMemoryStore, SalonEmbeddingFunction
 from memory.retrieval import Forgetting, RetrievalWeights
-from memory.store import COLLECTION, MemoryRecord
+from core.records import MemoryRecord
+from memory.chroma import COLLECTION
 from memory.writer import EpisodeMemoryWriter
 
 ANN_MEMORIES = {

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from agents.persona import Persona
-from environment.errors import UsageError
+from core.errors import UsageError
 from environment.graph import build_graph, update_graph
-from environment.records import Episode, Turn
+from core.records import Episode, Turn
 from matching.policies import RandomPairing, RoundRobinPairing, conversations_so_far, sit_out
 
 POLICIES = [RandomPairing(), RoundRobinPairing()]

@@ -20,7 +20,7 @@ from agents.reconstruction import (
     parse_scene,
     passages,
 )
-from environment.errors import UsageError
+from core.errors import UsageError
 
 PROFILES = Path(__file__).resolve().parents[2] / "shared" / "data" / "character-llm" / "profiles"
 NAME = "Spartacus"

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from environment.records import Episode, Scene, Scores, Turn
+from core.records import Episode, Scene, Scores, Turn
 
 EXPORT_FIELDS = {"id", "round", "participants", "personas", "roles", "turns", "scores", "model"}
 TURN_FIELDS = {"speaker", "text", "memory_ids", "prompt_tokens", "completion_tokens"}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from environment.errors import UsageError
+from core.errors import UsageError
 from training.registry import ModelRegistry
 
 CARD = {"base_model": "SmolLM2-135M-Instruct", "metrics": {"eval_loss": 2.5},

@@ -9,8 +9,9 @@ import pytest
 
 from agents.persona import Persona
 from environment.graph import build_graph
-from environment.records import Episode, Scores, Turn
-from environment.report import mean_ci, write_report
+from core.records import Episode, Scores, Turn
+from core.stats import mean_ci
+from environment.report import write_report
 
 
 def make_episode(eid: str, values: dict[str, float] | None, overall: float = 0.0,

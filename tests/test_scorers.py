@@ -14,18 +14,16 @@ from datasets import Dataset
 from safetensors import safe_open
 from transformers import TrainerCallback
 
-from environment.errors import UsageError
+from core.errors import UsageError
 from matching.scorers import EmbeddingCompatibility, TrainedCompatibility
 from memory.embedder import bundled_minilm_path
 from memory.selector import SELECTOR_KEY, MemorySelector
-from memory.store import Recalled
+from core.records import Recalled
+from core.files import PICKLE_SUFFIXES
+from memory.crossencoder import SCORER_FILE, CrossEncoder, ScorerInfo
 from training.scorers import (
     CHECKPOINTS,
-    PICKLE_SUFFIXES,
-    SCORER_FILE,
-    CrossEncoder,
     CrossEncoderConfig,
-    ScorerInfo,
     task_metrics,
     train_cross_encoder,
 )

@@ -14,9 +14,9 @@ from hydra import compose, initialize_config_dir
 
 from agents.bank import DEFAULT_BANK, load_bank, save_bank
 from agents.chat import chat_settings
-from environment.errors import UsageError
+from core.errors import UsageError
 from environment.graph import build_graph, draw_graph
-from environment.records import Episode, Scene, Scores, Turn
+from core.records import Episode, Scene, Scores, Turn
 from environment.serve.app import BackgroundServer, create_app
 from environment.serve.characters import open_directory
 from environment.serve.state import ServeSettings, ServeState

@@ -226,7 +226,7 @@ class _NoMemory:
 
 class _FlatCritic:
     def score(self, episodes, personas) -> list:
-        from environment.records import Scores
+        from core.records import Scores
 
         return [Scores({"x": 3.0}, {"x": ""}, 3.0) for _ in episodes]
 
@@ -239,7 +239,7 @@ class _ScriptedEngine:
 
     def run(self, plans, rng, now):
         from environment.engine import Interrupted
-        from environment.records import Episode, Turn
+        from core.records import Episode, Turn
 
         episodes = [Episode(p.id, p.round, tuple(s.name for s in p.speakers), {}, dict(p.roles),
                             (Turn(p.speakers[0].name, "Hi."),), "scripted") for p in plans]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from environment.records import Episode, Scene, Scores, Turn
+from core.records import Episode, Scene, Scores, Turn
 from environment.store import SQLiteEpisodeStore
 
 

@@ -10,11 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from environment.errors import UsageError
+from agents.models.registry import CARD, README, read_card
 from environment.markdown import markdown_cell, markdown_table
 
-CARD = "card.json"
-README = "README.md"
 
 
 def utc_now() -> str:
@@ -27,16 +25,6 @@ def write_card(folder: Path, card: Mapping[str, Any], readme: str) -> None:
     text = json.dumps(_jsonable(card), indent=2, sort_keys=True, ensure_ascii=False)
     (folder / CARD).write_text(text + "\n", encoding="utf-8")
     (folder / README).write_text(readme.rstrip() + "\n", encoding="utf-8")
-
-
-def read_card(folder: Path) -> dict[str, Any]:
-    path = Path(folder) / CARD
-    if not path.is_file():
-        raise UsageError(f"{folder}: no {CARD} (not a Salon dataset or model folder)")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise UsageError(f"{path}: cannot be read as JSON ({error})") from error
 
 
 def _jsonable(value: Any) -> Any:

@@ -18,14 +18,14 @@ import numpy as np
 from datasets import Dataset, DatasetDict, Features, List, Value, load_from_disk
 from langchain_core.messages import BaseMessage
 
+from agents.models.messages import to_chat
 from agents.prompting import PromptBuilder, ReplyContext
-from environment.errors import UsageError, require
-from environment.records import ROLES, Episode, Turn
+from core.errors import UsageError, require
+from core.records import ROLES, Episode, Turn
 from training.cards import listing, read_card, render_dataset_readme, utc_now, write_card
 from training.runs import Memory, Run, RunData, character_id
 
 SPLITS = ("train", "eval")
-CHAT_ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 MESSAGES = List({"role": Value("string"), "content": Value("string")})
 TEXT, FLOAT, INT = Value("string"), Value("float64"), Value("int32")
 CHAT_FEATURES = Features({"messages": MESSAGES, "episode_id": TEXT, "character": TEXT, "name": TEXT,
@@ -215,11 +215,6 @@ class BuiltDataset:
     card: dict[str, Any]
 
 
-def chat_messages(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
-    """LangChain messages in the chat format: [{"role": "system"|"user"|"assistant", "content"}]."""
-    return [{"role": CHAT_ROLES[m.type], "content": str(m.content)} for m in messages]
-
-
 def reply_context(data: RunData, target: Target) -> tuple[ReplyContext, int]:
     """What the speaker saw before ``target``'s turn, and how many of its memories are gone."""
     episode, turn = target.episode, target.turn
@@ -244,7 +239,7 @@ def build_chat_dataset(data: RunData, rule: EpisodeFilter, prompts: PromptBuilde
             continue
         context, missing = reply_context(data, target)
         warnings["prompts rebuilt without memories deleted since (forgetting)"] += bool(missing)
-        messages = [*chat_messages(prompts.reply_messages(context)),
+        messages = [*to_chat(prompts.reply_messages(context)),
                     {"role": "assistant", "content": target.turn.text}]
         rows[side].append({"messages": messages, "episode_id": target.episode.id, "name": target.speaker,
                            "character": target.character, "role": target.role, "overall": target.overall,
@@ -316,7 +311,7 @@ def _pairs(group: Sequence[Target], allowed: set[str], margin: float) -> list[tu
 
 def _preference_row(prompts: PromptBuilder, context: ReplyContext, chosen: Target,
                     rejected: Target) -> dict[str, Any]:
-    return {"prompt": chat_messages(prompts.reply_messages(context)),
+    return {"prompt": to_chat(prompts.reply_messages(context)),
             "chosen": [{"role": "assistant", "content": chosen.turn.text}],
             "rejected": [{"role": "assistant", "content": rejected.turn.text}],
             "episode_id": chosen.episode.id, "rejected_episode_id": rejected.episode.id,

@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from agents.bank import load_bank
 from agents.importers import read_personachat
 from environment import build
-from environment.errors import UsageError, require
-from environment.report import mean_ci
+from core.errors import UsageError, require
+from core.stats import mean_ci
 from environment.simulation import simulate_task
 from environment.store import SQLiteEpisodeStore
 from training.evaluate import evaluate_model, personachat_examples

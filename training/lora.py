@@ -11,8 +11,9 @@ from typing import Any
 
 from datasets import Dataset
 
-from agents.models.loading import ModelSource, resolve_device
-from environment.errors import UsageError
+from agents.models.loading import ModelSource
+from core.devices import resolve_device
+from core.errors import UsageError
 
 log = logging.getLogger(__name__)
 METHODS = ("sft", "dpo")
@@ -105,7 +106,7 @@ def _load_base(base: ModelSource, config: LoraTrainingConfig) -> tuple[Any, Any]
 
 
 def _use_bf16(config: LoraTrainingConfig) -> bool:
-    from agents.models.loading import resolve_dtype
+    from core.devices import resolve_dtype
 
     if config.bf16 in ("true", "false"):
         return config.bf16 == "true"

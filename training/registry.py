@@ -8,61 +8,29 @@ Only safetensors weights are accepted: a file that needs pickle to load (``*.bin
 from __future__ import annotations
 
 import hashlib
-import os
-import re
 import shutil
-import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from environment.errors import UsageError
-from training.cards import CARD, README, read_card, render_model_readme, utc_now, write_card
+from agents.models.registry import CARD, NAME, README, RegisteredModel, RegistryReader
+from core.errors import UsageError
+from core.files import PICKLE_SUFFIXES, publish_folder, staging_folder
+from training.cards import render_model_readme, utc_now, write_card
 
 KINDS = ("adapter", "scorer")
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
-@dataclass(frozen=True)
-class RegisteredModel:
-    """One registered version: ``path`` holds its files and card."""
-
-    name: str
-    version: int
-    path: Path
-    card: dict[str, Any] = field(compare=False, hash=False)
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}:{self.version}"
-
-    @property
-    def kind(self) -> str:
-        return str(self.card.get("kind", ""))
-
-
-class ModelRegistry:
-    """Register model folders as new versions; resolve "name" (latest) or "name:3"."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root).expanduser()
-        self.models = self.root / "models"
+class ModelRegistry(RegistryReader):
+    """The registry with registration: copy a model folder in as the next version of a name."""
 
     def register(self, name: str, kind: str, source_folder: Path, card: Mapping[str, Any]) -> RegisteredModel:
         """Copy ``source_folder`` into the next version of ``name``, atomically (temp, then rename)."""
         _check_request(name, kind, card)
         files = model_files(Path(source_folder))
-        home = self.models / name
-        home.mkdir(parents=True, exist_ok=True)
-        temp = Path(tempfile.mkdtemp(dir=home, prefix=".incoming-"))
-        try:
+        with staging_folder(self.models / name / ".incoming") as temp:
             listing = [_copy(Path(source_folder), relative, temp) for relative in files]
             return self._publish(name, temp, {**card, "kind": kind, "files": listing})
-        except BaseException:
-            shutil.rmtree(temp, ignore_errors=True)
-            raise
 
     def _publish(self, name: str, temp: Path, card: dict[str, Any]) -> RegisteredModel:
         """Rename the filled temp folder to the next free version (retrying if another
@@ -71,56 +39,9 @@ class ModelRegistry:
         while True:
             full = {**card, "name": name, "version": version, "registered": utc_now()}
             write_card(temp, full, render_model_readme(full))
-            target = self.models / name / str(version)
-            try:
-                if not target.exists():
-                    os.rename(temp, target)
-                    return RegisteredModel(name, version, target, full)
-            except OSError:
-                if not target.exists():
-                    raise
+            if publish_folder(temp, self.models / name / str(version)):
+                return RegisteredModel(name, version, self.models / name / str(version), full)
             version += 1
-
-    def names(self) -> list[str]:
-        if not self.models.is_dir():
-            return []
-        return sorted(p.name for p in self.models.iterdir() if p.is_dir() and self.versions(p.name))
-
-    def versions(self, name: str) -> list[int]:
-        home = self.models / name
-        if not home.is_dir():
-            return []
-        return sorted(int(p.name) for p in home.iterdir()
-                      if p.name.isdigit() and (p / CARD).is_file())
-
-    def list(self) -> list[RegisteredModel]:
-        """Every registered version, by name then version."""
-        return [self._load(name, version) for name in self.names() for version in self.versions(name)]
-
-    def resolve(self, ref: str) -> RegisteredModel:
-        """``"name"`` (its latest version) or ``"name:3"``; a UsageError lists what exists."""
-        name, _, wanted = str(ref).partition(":")
-        if not NAME.fullmatch(name) or (wanted and not wanted.isdigit()):
-            raise UsageError(f"model {ref!r} is invalid: use 'name' or 'name:version' (version 1, 2, ...)")
-        versions = self.versions(name)
-        if not versions:
-            raise UsageError(f"no model {name!r} in the registry {self.models}; "
-                             f"registered: {self._summary()}")
-        version = int(wanted) if wanted else versions[-1]
-        if version not in versions:
-            raise UsageError(f"model {name!r} has no version {version}; versions: "
-                             f"{', '.join(map(str, versions))}")
-        return self._load(name, version)
-
-    def _load(self, name: str, version: int) -> RegisteredModel:
-        path = self.models / name / str(version)
-        return RegisteredModel(name, version, path, read_card(path))
-
-    def _summary(self) -> str:
-        names = self.names()
-        if not names:
-            return "none yet"
-        return ", ".join(f"{n} (versions {', '.join(map(str, self.versions(n)))})" for n in names)
 
 
 def _check_request(name: str, kind: str, card: Mapping[str, Any]) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 
 from agents.bank import load_bank
 from agents.persona import MAX_FACTS, Persona, PersonaError
-from environment.errors import UsageError
-from environment.records import Episode
+from core.errors import UsageError
+from core.records import Episode
 from environment.store import SQLiteEpisodeStore
 
 

@@ -50,7 +50,7 @@ def train_scorer_task(cfg: DictConfig, folder: Path) -> None:
 
     target = cfg.training.target
     if target not in COLUMNS:
-        from environment.errors import UsageError
+        from core.errors import UsageError
 
         raise UsageError(f"training.target={target!r} is invalid: allowed is chat, "
                          f"{', '.join(COLUMNS)}")

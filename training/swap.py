@@ -10,7 +10,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from agents.models.loading import EMBEDDED_NAME
-from environment.errors import UsageError
+from core.errors import UsageError
 from training.registry import ModelRegistry, RegisteredModel
 
 ROLE_KEYS = ("seeker", "supporter", "peer")

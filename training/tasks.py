@@ -13,8 +13,8 @@ from agents.bank import save_bank
 from agents.importers import personachat_episodes, personachat_personas, read_personachat
 from agents.models.loading import ModelSource, cached_folder, embedded_source, folder_source
 from environment import build
-from environment.errors import UsageError
-from environment.records import Episode
+from core.errors import UsageError
+from core.records import Episode
 from training.datasets import (
     BuiltDataset,
     EpisodeFilter,

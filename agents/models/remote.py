@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_openai import ChatOpenAI
+
+from agents.models.choices import from_logprobs
+from core.errors import UsageError
+from core.records import Reply
+from core.seams import OnText
 
 
 class OpenAICompatibleChat(ChatOpenAI):
@@ -17,10 +25,48 @@ class OpenAICompatibleChat(ChatOpenAI):
 
     def batch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None,
               *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
-        kwargs.pop("adapters", None)  # adapters are chosen server-side by model name
         if config is None:
             config = {"max_concurrency": self.max_concurrency}
         return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+
+    def complete(self, conversations: Sequence[Sequence[BaseMessage]], *, seed: int | None = None,
+                 adapters: Sequence[str] | None = None, temperature: float | None = None,
+                 max_new_tokens: int | None = None, on_text: OnText | None = None) -> list[Reply]:
+        """Concurrent requests; the server answers each whole (``on_text`` is not called).
+        Adapters are chosen server-side by model name (``model.model``), not per row."""
+        if adapters and any(adapters):
+            raise UsageError("a served model takes no per-row adapters: serve the adapter under "
+                             "its own model name and set model.model to it")
+        overrides: dict[str, Any] = {} if seed is None else {"seed": seed}
+        if temperature is not None:
+            overrides["temperature"] = temperature
+        if max_new_tokens is not None:
+            overrides |= {"max_tokens": max_new_tokens, "extra_body": {"max_tokens": max_new_tokens}}
+        messages = self.batch([list(c) for c in conversations], **overrides)
+        return [_reply(m) for m in messages]
+
+    def choice_probabilities(self, conversations: Sequence[Sequence[BaseMessage]],
+                             choices: Sequence[str]) -> np.ndarray:
+        """From the server's `logprobs` of the first reply token (top 20 alternatives)."""
+        if not conversations:
+            return np.zeros((0, len(choices)))
+        bound = self.bind(logprobs=True, top_logprobs=20, max_tokens=1)
+        messages = bound.batch([list(c) for c in conversations])
+        return np.array([from_logprobs(m.response_metadata.get("logprobs"), choices) for m in messages])
+
+    def reply_losses(self, conversations: Sequence[Sequence[BaseMessage]], replies: Sequence[str],
+                     adapter: str | None = None) -> list[tuple[float, int]]:
+        raise UsageError("perplexity needs the log-likelihood of given replies, which an "
+                         "OpenAI-compatible chat endpoint does not return; evaluate with model=local")
+
+    def label(self, adapter: str | None = None) -> str:
+        return f"{self.model_name}+{adapter}" if adapter else str(self.model_name)
+
+
+def _reply(message: Any) -> Reply:
+    usage = message.usage_metadata or {}
+    return Reply(text=str(message.content), prompt_tokens=int(usage.get("input_tokens", 0)),
+                 completion_tokens=int(usage.get("output_tokens", 0)))
 
 
 def openai_compatible(

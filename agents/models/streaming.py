@@ -6,11 +6,10 @@ batched call to its own client."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import Any
 
-# (index of the conversation in the call, its reply text so far)
-OnText = Callable[[int, str], None]
+from core.seams import OnText
 
 
 class RowStreamer:

@@ -17,9 +17,9 @@ from agents.character import Character
 from agents.persona import ATTRIBUTE_CHOICES, Persona
 from agents.prompting import PromptBuilder
 from environment import build
-from environment.errors import UsageError
+from core.errors import UsageError
 from environment.store import SQLiteEpisodeStore
-from memory.store import MemoryRecord
+from core.records import MemoryRecord
 from training.swap import adapter_plan
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from agents.chat import ChatSettings
-from environment.errors import UsageError, require
-from environment.records import Episode
+from core.errors import UsageError, require
+from core.records import Episode
 from environment.serve.batching import BatchQueue, Responder
 from environment.serve.characters import CharacterDirectory
 from environment.store import SQLiteEpisodeStore

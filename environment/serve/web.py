@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from agents.goals import ACTION_CODES
-from environment.records import Episode
+from core.records import Episode
 from environment.serve.characters import UnknownCharacter
 from environment.serve.errors import APIError
 from environment.serve.state import ServeState

@@ -15,8 +15,8 @@ from agents.bank import load_bank
 from agents.persona import Persona
 from environment import build
 from environment.engine import ConversationEngine, EpisodePlan, StopRules
-from environment.errors import require
-from environment.records import Episode
+from core.errors import require
+from core.records import Episode
 from matching.compatibility import build_scorer
 from matching.dispatch import Match, Seeker, check_seeker, dispatch, format_matches, seeker_from
 from matching.scorers import persona_texts

@@ -12,7 +12,7 @@ from agents.bank import generate_template_bank, save_bank
 from agents.bank_llm import rewrite_with_llm
 from agents.importers import personachat_personas, read_personachat, read_profile
 from agents.persona import Persona
-from environment.errors import UsageError, require
+from core.errors import UsageError, require
 
 SOURCES = ("template", "personachat", "profile")
 

@@ -1,4 +1,6 @@
-"""Value records of a conversation: Turn, Scene, Scores and Episode (frozen, validated)."""
+"""Value records every layer passes around (frozen, validated): a reply as it travels from the
+chat model to the episode (Reply), Turn, Scene, Scores, Episode, and memories (MemoryRecord,
+Recalled)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,59 @@ _SLACK = 1e-6  # a weighted mean of values on the scale may overshoot it by a ro
 
 def _on_scale(value: float) -> bool:
     return SCALE[0] - _SLACK <= value <= SCALE[1] + _SLACK
+
+
+@dataclass(frozen=True)
+class MemoryRecord:
+    """A memory to store for ``owner`` (a character id) at simulation time ``created``."""
+
+    owner: str
+    text: str
+    kind: str
+    importance: float
+    created: float
+    episode_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.text.strip():
+            raise ValueError("a memory needs text")
+        if not 0.0 <= self.importance <= 1.0:
+            raise ValueError("importance must be within [0, 1]")
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """A memory returned by a search, with the parts of its score."""
+
+    id: str
+    text: str
+    kind: str
+    score: float
+    similarity: float
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One reply, from the chat model's raw text to the cleaned line of a turn: the backend
+    fills ``text`` and the token counts; cleaning keeps whole sentences or sets ``error`` (never
+    made-up text); retries add their tokens; the turn adds what was recalled and its goal."""
+
+    text: str = ""
+    error: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    recalled: tuple[Recalled, ...] = ()
+    goal: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.text) and not self.error
+
+    def after(self, earlier: Reply) -> Reply:
+        """This attempt, with the tokens the earlier attempts spent added to it."""
+        return replace(self, prompt_tokens=self.prompt_tokens + earlier.prompt_tokens,
+                       completion_tokens=self.completion_tokens + earlier.completion_tokens)
 
 
 @dataclass(frozen=True)
@@ -40,6 +95,15 @@ class Turn:
         data = asdict(self)
         data["memory_ids"] = list(self.memory_ids)
         return data
+
+    @classmethod
+    def of(cls, speaker: str, reply: Reply) -> Turn:
+        """The turn ``speaker`` took with ``reply`` (a failed turn if the reply has an error)."""
+        failed = not reply.ok
+        return cls(speaker=speaker, text="" if failed else reply.text,
+                   memory_ids=tuple(m.id for m in reply.recalled), prompt_tokens=reply.prompt_tokens,
+                   completion_tokens=reply.completion_tokens, failed=failed,
+                   error=(reply.error or "empty reply") if failed else "", goal=reply.goal)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Turn:

@@ -1,0 +1,180 @@
+"""One batched turn, for every caller: the simulation's engine, the terminal chat, the web page,
+the API and the interviews all say their next lines through `take_turns`.
+
+For a list of requests: recall each speaker's memories (one `search_many` per memory store),
+render the prompts, make one batched call per chat model (adapters per row), clean every reply
+strictly, and ask again only for the rejected ones, up to ``retries`` times. A reply that never
+passes stays an error: no text is ever made up."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from langchain_core.messages import BaseMessage, SystemMessage
+
+from agents.character import Character
+from agents.prompting import PromptBuilder
+from agents.replies import clean_reply
+from core.errors import is_whole, require
+from core.records import Recalled, Reply, Scene
+from core.seams import OnText
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    """How a reply is made: memories recalled for it, retries of a rejected reply, and the most
+    sentences it keeps."""
+
+    memory_k: int = 3
+    retries: int = 2
+    max_sentences: int = 3
+
+    def __post_init__(self) -> None:
+        require(is_whole(self.memory_k, 0, 50), "memory_k", "allowed is a whole number from 0 to 50",
+                self.memory_k)
+        require(is_whole(self.retries, 0, 10), "retries", "allowed is a whole number from 0 to 10",
+                self.retries)
+        require(is_whole(self.max_sentences, 1, 20), "max_sentences",
+                "allowed is a whole number from 1 to 20", self.max_sentences)
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    """Ask ``character`` for its next line to ``partner`` after ``history`` ((speaker, text),
+    oldest first), in ``role`` and ``scene``, steered by ``goal``; ``extra_system`` is appended
+    to the system prompt."""
+
+    character: Character
+    history: tuple[tuple[str, str], ...]
+    partner: str
+    role: str
+    scene: Scene | None = None
+    goal: str = ""
+    extra_system: str = ""
+
+    @property
+    def message(self) -> str:
+        """The line being answered ('' when the character opens)."""
+        return self.history[-1][1] if self.history else ""
+
+    @property
+    def adapter(self) -> str:
+        return self.character.adapter_for(self.role)
+
+
+@dataclass
+class CallStats:
+    """Wall time inside model calls and the tokens they reported (for benchmarks)."""
+
+    generate_seconds: float = 0.0
+    completion_tokens: int = 0
+    prompt_tokens: int = 0
+    model_calls: int = 0
+    keep_prompts: bool = False
+    prompts: list[list[BaseMessage]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Per-call sampling: the seed of the first attempt (retries add 1 each) and overrides of
+    the model's temperature and reply length (None = the model's own)."""
+
+    seed: int
+    temperature: float | None = None
+    max_new_tokens: int | None = None
+
+
+def take_turns(requests: Sequence[TurnRequest], prompts: PromptBuilder, settings: TurnSettings,
+               now: float, sampling: Sampling, on_text: OnText | None = None,
+               stats: CallStats | None = None) -> list[Reply]:
+    """A cleaned reply (or its error) per request, with what was recalled and the tokens every
+    attempt spent. ``on_text(request index, raw text so far)`` follows each attempt."""
+    recalled = recall(requests, settings.memory_k, now)
+    messages = [prompt_for(prompts, r, found) for r, found in zip(requests, recalled, strict=True)]
+    replies = [Reply(error="not generated", recalled=tuple(found), goal=r.goal)
+               for r, found in zip(requests, recalled, strict=True)]
+    pending = list(range(len(requests)))
+    for attempt in range(settings.retries + 1):
+        if not pending:
+            break
+        attempt_sampling = replace(sampling, seed=sampling.seed + attempt)
+        outputs = generate([requests[i] for i in pending], [messages[i] for i in pending],
+                           attempt_sampling, _relay(on_text, pending), stats)
+        for i, raw in zip(pending, outputs, strict=True):
+            speaker, partner = requests[i].character.name, requests[i].partner
+            cleaned = clean_reply(raw.text, speaker, partner, settings.max_sentences)
+            replies[i] = replace(raw, text=cleaned.text, error=cleaned.error,
+                                 recalled=replies[i].recalled, goal=replies[i].goal).after(replies[i])
+        pending = [i for i in pending if not replies[i].ok]
+    return replies
+
+
+def recall(requests: Sequence[TurnRequest], k: int, now: float) -> list[list[Recalled]]:
+    """Each request's memories: one `search_many` (one embedder call) per memory store."""
+    results: list[list[Recalled]] = [[] for _ in requests]
+    for indices in _groups([id(r.character.memory) for r in requests]):
+        memory = requests[indices[0]].character.memory
+        queries = [(requests[i].character.id, requests[i].character.memory_query(
+            requests[i].history, requests[i].partner, requests[i].scene)) for i in indices]
+        for i, found in zip(indices, memory.search_many(queries, k, now), strict=True):
+            results[i] = found
+    return results
+
+
+def prompt_for(prompts: PromptBuilder, request: TurnRequest, recalled: Sequence[Recalled]
+               ) -> list[BaseMessage]:
+    """The messages ``request``'s speaker sees: system prompt, then the history from its side."""
+    context = request.character.context(request.history, request.partner, request.role, recalled,
+                                        request.scene, request.goal)
+    messages = prompts.reply_messages(context)
+    if request.extra_system:
+        messages[0] = SystemMessage(f"{messages[0].content}\n{request.extra_system}")
+    return messages
+
+
+def generate(requests: Sequence[TurnRequest], messages: Sequence[Sequence[BaseMessage]],
+             sampling: Sampling, on_text: OnText | None = None,
+             stats: CallStats | None = None) -> list[Reply]:
+    """Raw replies: one `complete` call per distinct chat model, each row with its adapter."""
+    results: list[Reply] = [Reply()] * len(requests)
+    for indices in _groups([id(r.character.model) for r in requests]):
+        model = requests[indices[0]].character.model
+        adapters = [requests[i].adapter for i in indices]
+        started = time.perf_counter()
+        outputs = model.complete([messages[i] for i in indices], seed=sampling.seed,
+                                 adapters=adapters if any(adapters) else None,
+                                 temperature=sampling.temperature, max_new_tokens=sampling.max_new_tokens,
+                                 on_text=_relay(on_text, indices))
+        if stats is not None:
+            _count(stats, time.perf_counter() - started, outputs, [list(messages[i]) for i in indices])
+        for i, reply in zip(indices, outputs, strict=True):
+            results[i] = reply
+    return results
+
+
+def _count(stats: CallStats, seconds: float, outputs: Sequence[Reply],
+           prompts: list[list[BaseMessage]]) -> None:
+    stats.generate_seconds += seconds
+    stats.model_calls += 1
+    stats.prompt_tokens += sum(r.prompt_tokens for r in outputs)
+    stats.completion_tokens += sum(r.completion_tokens for r in outputs)
+    if stats.keep_prompts:
+        stats.prompts.extend(prompts)
+
+
+def _groups(keys: Sequence[int]) -> list[list[int]]:
+    """Indices grouped by key, in order of first appearance."""
+    groups: dict[int, list[int]] = {}
+    for index, key in enumerate(keys):
+        groups.setdefault(key, []).append(index)
+    return list(groups.values())
+
+
+def _relay(on_text: OnText | None, indices: Sequence[int]) -> OnText | None:
+    """``on_text`` with a call's row numbers mapped back to the caller's indices."""
+    if on_text is None:
+        return None
+    asked = tuple(indices)
+    return lambda row, text: on_text(asked[row], text)

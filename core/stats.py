@@ -1,0 +1,25 @@
+"""Summary statistics the reports share."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from scipy import stats
+
+
+def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, int]:
+    """Mean, t-interval half-width and n of ``values``, None and NaN values skipped.
+
+    The half-width is NaN for fewer than two values; the mean is NaN for none.
+    """
+    kept = [float(v) for v in values if v is not None and not math.isnan(v)]
+    n = len(kept)
+    if n == 0:
+        return math.nan, math.nan, 0
+    mean = math.fsum(kept) / n
+    if n < 2:
+        return mean, math.nan, n
+    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in kept) / (n - 1))
+    quantile = float(stats.t.ppf((1 + confidence) / 2, df=n - 1))
+    return mean, quantile * sd / math.sqrt(n), n
