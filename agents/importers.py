@@ -17,8 +17,8 @@ from pathlib import Path
 from agents.bank import DATA_DIR, read_yaml
 from agents.persona import MAX_TEXT, Persona
 from core.errors import UsageError
-from core.text import split_sentences
 from core.records import Episode, Turn
+from core.text import split_sentences
 
 SPLITS = {"dev": range(0, 200), "test": range(200, 1000)}
 PERSONA_PREFIXES = {"your persona:": "you", "partner's persona:": "partner"}

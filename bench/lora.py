@@ -24,8 +24,8 @@ def chat_examples(count: int):
     from datasets import Dataset
 
     from agents.importers import read_personachat
-    from agents.prompting import PromptBuilder
     from agents.models.messages import to_chat
+    from agents.prompting import PromptBuilder
     from training.evaluate import personachat_examples
 
     examples = personachat_examples(read_personachat(PERSONACHAT, "dev")[:count], PromptBuilder(), 1)

@@ -35,8 +35,8 @@ import numpy as np
 
 from agents.bank import generate_template_bank
 from bench.common import CpuSample, log, others_cpu_share
-from environment.graph import build_graph, update_graph
 from core.records import Episode, Scores, Turn
+from environment.graph import build_graph, update_graph
 from matching.assignment import max_weight_pairs
 from matching.bandit import BanditPairing
 from matching.compatibility import CompatibilityPairing

@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 
-from agents.chat import chat_settings
 from bench.common import CpuSample, bench_config, log, machine_summary, others_cpu_share
+from environment.build import instantiate
 from environment.runtime import quiet_libraries
 from environment.serve.app import BackgroundServer, create_app
 from environment.serve.characters import CharacterDirectory, open_directory
@@ -62,7 +62,7 @@ def percentile(values: Sequence[float], share: float) -> float:
 def run_mode(directory: CharacterDirectory, cfg: Any, batching: bool,
              args: argparse.Namespace) -> dict[str, Any]:
     settings = ServeSettings(batching=batching, max_batch=args.max_batch, remember=True)
-    state = ServeState(directory, settings, chat_settings(cfg), seed=0)
+    state = ServeState(directory, settings, instantiate(cfg.chat, "chat"), seed=0)
     models = [f"character/{p.id}" for p in directory.personas[: args.requests]]
     with BackgroundServer(create_app(state)) as server:
         asyncio.run(fire(server.url, models[:1], args.max_tokens))  # warm-up: first-call costs
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     quiet_libraries()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     with tempfile.TemporaryDirectory(prefix="salon-bench-serve-") as folder:
-        cfg = bench_config([f"chat.memory_dir={folder}", f"paths.run_dir={folder}"])
+        cfg = bench_config([f"paths.chat_memory={folder}", f"paths.run_dir={folder}"])
         directory = open_directory(cfg)
         log(f"{len(directory.personas)} characters; seeding memories and loading the model")
         directory.seed_all()

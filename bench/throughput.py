@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from agents.turns import CallStats
 from bench.common import (
     CpuSample,
     GenerateCall,
@@ -38,12 +37,12 @@ from bench.common import (
     machine_summary,
     others_cpu_share,
 )
-from environment import build
-from environment.engine import ConversationEngine, EngineStats, EpisodePlan, StopRules
 from core.records import Episode
+from core.rng import RngTree
+from environment import build
+from environment.engine import ConversationEngine, EpisodePlan
 from environment.society import Society
 from environment.store import SQLiteEpisodeStore
-from training.swap import adapter_plan
 
 NEVER_REPEATS = 1.01  # Jaccard overlap never reaches it: every episode runs the full --turns
 TARGET_SPEEDUP = 4.0
@@ -68,7 +67,7 @@ class Run:
 
     seconds: float
     episodes: list[Episode]
-    stats: EngineStats
+    stats: CallStats
     calls: list[GenerateCall]
     retrieval_seconds: float
     steps: int  # turn steps (a step = one batched model call, not counting retries)
@@ -109,38 +108,37 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def build_setup(args: argparse.Namespace, folder: Path) -> Setup:
-    """A society wired as `task=simulate` wires it (environment/simulation.py: make_society),
+    """A society wired as `task=simulate` wires it (environment/tasks/simulate.py: make_society),
     with 2 x episodes characters from the shipped bank, seeded memories in a chromadb store in
     ``folder``, and the configured model under the profiled class; the plans are the first
     round's pairs."""
     cfg = bench_config([f"seed={args.seed}", f"society.size={2 * args.episodes}",
                         f"paths.run_dir={folder}", f"model._target_={PROFILED_MODEL}"])
-    rng = np.random.default_rng(cfg.seed)
+    rng = RngTree(cfg.seed)
     personas = build.choose_personas(cfg, rng)
-    plan = adapter_plan(cfg)
+    plan = build.adapter_plan(cfg)
     embedder = build.build_embedder(cfg)
     model = build.build_model(cfg, plan)
     memory = TimedMemory(build.build_memory(cfg, embedder, folder))
-    characters = build.build_characters(personas, memory, model, build.build_prompts(cfg), plan, rng)  # type: ignore[arg-type]
+    characters = build.build_characters(personas, memory, model, plan)  # type: ignore[arg-type]
     store = SQLiteEpisodeStore(folder / "episodes.sqlite")
-    society = Society(characters, instantiate(cfg.matching), make_engine(cfg, 1),
-                      build.build_critic(cfg, embedder, model), store, rng, build.encounter_settings(cfg))
+    society = Society(characters, build.build_policy(cfg), make_engine(cfg, 1),
+                      build.build_critic(cfg, embedder, model), store, rng,
+                      build.society_settings(cfg).encounters)
     society.seed_memories(cfg.memory.seed_importance)
     return Setup(cfg, model, memory, society.plan_round(0), store)
 
 
 def make_engine(cfg: DictConfig, turns: int) -> ConversationEngine:
     """The engine as configured (memory_k, retries, max_sentences), with exactly ``turns`` turns."""
-    conversation = cfg.conversation
-    rules = StopRules(max_turns=turns, min_turns=turns, goodbye=False, repetition_threshold=NEVER_REPEATS)
-    return ConversationEngine(rules, conversation.memory_k, conversation.retries, conversation.max_sentences,
-                              progress=False, keep_prompts=True)
+    return build.build_engine(cfg, max_turns=turns, min_turns=turns, stop_on_goodbye=False,
+                              repetition_threshold=NEVER_REPEATS, progress=False, keep_prompts=True)
 
 
 def timed_run(setup: Setup, groups: Sequence[Sequence[EpisodePlan]], turns: int, seed: int) -> Run:
     """One engine runs each group of plans in turn; only `run()` itself is timed."""
     engine = make_engine(setup.cfg, turns)
-    rng = np.random.default_rng(seed)
+    rng = RngTree(seed)
     sink = setup.model.new_log()
     setup.memory.seconds = 0.0
     episodes: list[Episode] = []

@@ -1,28 +1,67 @@
-"""Building the run's parts from config with Hydra's `instantiate` (shared by all tasks)."""
+"""The composition root: the run's parts from config with Hydra's `instantiate` (shared by every
+task). Config groups mirror constructors, so most parts are one `instantiate` call; this is the
+one place that knows where in the config a part came from, so it names the key of a bad value."""
 
 from __future__ import annotations
 
-import logging
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from hydra.utils import instantiate, to_absolute_path
-from omegaconf import DictConfig
+import hydra.utils
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig, OmegaConf
 
-from agents.bank import load_bank, select_characters
+from agents.bank import DEFAULT_BANK, load_bank, select_characters
 from agents.character import Character
 from agents.critic import Critic
+from agents.models.loading import EMBEDDED_NAME
+from agents.models.registry import RegisteredModel, RegistryReader, resolve_model
 from agents.persona import Persona
 from agents.prompting import PromptBuilder
-from environment.engine import ConversationEngine, StopRules
-from core.records import Scene
-from environment.society import EncounterSettings
-from memory.embedder import SentenceEmbedder
-from training.swap import AdapterPlan, adapter_plan
+from core.errors import InvalidValue, SalonError, UsageError
+from core.rng import COHORT, PERSONAS, RngTree
+from core.seams import ChatModel, Embedder, MemoryStore, PairingPolicy
+from environment.engine import ConversationEngine
+from environment.society import SocietySettings
+from memory.crossencoder import MINILM_NAME
 
-log = logging.getLogger(__name__)
-SHIPPED_BANK = Path(__file__).resolve().parents[1] / "agents" / "data" / "bank.jsonl"
+ROLE_KEYS = ("seeker", "supporter", "peer")
+COHORT_KEY = "cohort"  # in a character's persona.extra (characters.jsonl): "adapter" or "base"
+_FULL_KEY = re.compile(r"^full_key: (\S+)$", re.M)
+
+
+def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate(node)``, with a bad value anywhere in it reported as one line
+    naming its full config key (``society.attributes.attitude='angry' is invalid: ...``) instead
+    of Hydra's wrapped traceback. ``key`` is where ``node`` sits in the config."""
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except InstantiationException as error:
+        raise _one_line(error, key) from None
+
+
+def _one_line(error: InstantiationException, key: str) -> Exception:
+    cause = error.__cause__
+    found = _FULL_KEY.search(str(error))
+    where = found.group(1) if found else key
+    if isinstance(cause, InvalidValue):
+        return cause.at(where)
+    if isinstance(cause, SalonError):
+        return cause
+    if type(cause).__name__ == "ValidationError":  # pydantic (the chat-model backends)
+        return UsageError(_pydantic_line(cause, where))
+    if isinstance(cause, TypeError | ValueError):
+        return UsageError(f"{where}: {str(cause).splitlines()[0]}")
+    return error
+
+
+def _pydantic_line(error: Any, where: str) -> str:
+    first = error.errors()[0]
+    key = ".".join([where, *(str(p) for p in first.get("loc", ()))])
+    message = re.sub(r"^Input should be ", "", str(first.get("msg", "bad value")))
+    return f"{key}={first.get('input')!r} is invalid: allowed is {message[0].lower()}{message[1:]}"
 
 
 def run_dir(cfg: DictConfig) -> Path:
@@ -32,74 +71,136 @@ def run_dir(cfg: DictConfig) -> Path:
 
 
 def bank_path(cfg: DictConfig) -> Path:
-    return Path(to_absolute_path(cfg.society.bank)) if cfg.society.bank else SHIPPED_BANK
+    return Path(hydra.utils.to_absolute_path(cfg.society.bank)) if cfg.society.bank else DEFAULT_BANK
 
 
-def choose_personas(cfg: DictConfig, rng: np.random.Generator) -> list[Persona]:
-    bank = load_bank(bank_path(cfg))
-    attributes = {k: v for k, v in cfg.society.attributes.items() if v}
-    chosen = select_characters(bank, cfg.society.size, rng)
-    return [p.with_attributes(**attributes) for p in chosen] if attributes else chosen
+def society_settings(cfg: DictConfig) -> SocietySettings:
+    return instantiate(cfg.society, "society")
 
 
-def build_embedder(cfg: DictConfig) -> SentenceEmbedder:
-    return instantiate(cfg.embedder)
+def choose_personas(cfg: DictConfig, rng: RngTree) -> list[Persona]:
+    """``society.size`` characters from the bank, with the run's MIRACLE attributes."""
+    settings = society_settings(cfg)
+    chosen = select_characters(load_bank(bank_path(cfg)), settings.size, rng.stream(PERSONAS))
+    return [p.with_attributes(settings.attributes) for p in chosen]
 
 
-def build_model(cfg: DictConfig, plan: AdapterPlan | None = None) -> Any:
+def build_embedder(cfg: DictConfig) -> Embedder:
+    return instantiate(cfg.embedder, "embedder")
+
+
+def build_model(cfg: DictConfig, plan: AdapterPlan | None = None) -> ChatModel:
     """The chat model, with every adapter the plan names loaded onto it (peft multi-adapter)."""
-    plan = plan or adapter_plan(cfg)
+    plan = plan if plan is not None else adapter_plan(cfg)
     if not plan.folders:
-        return instantiate(cfg.model, **({"adapter": ""} if "adapter" in cfg.model else {}))
-    return instantiate(cfg.model, adapters=plan.folders, adapter=plan.default)
+        return instantiate(cfg.model, "model", **({"adapter": ""} if "adapter" in cfg.model else {}))
+    return instantiate(cfg.model, "model", adapters=plan.folders, adapter=plan.default)
 
 
-def build_memory(cfg: DictConfig, embedder: SentenceEmbedder, folder: Path) -> Any:
+def build_memory(cfg: DictConfig, embedder: Embedder, folder: Path) -> MemoryStore:
     """The memory store; with `memory.selector=<registered scorer>` a trained selector
     re-ranks a larger candidate set."""
-    store = instantiate(cfg.memory.store, embedder=embedder, path=str(folder / "memory"))
+    store = instantiate(cfg.memory.store, "memory.store", embedder=embedder, path=str(folder / "memory"))
     if not cfg.memory.selector:
         return store
     from memory.selector import MemorySelector, SelectedMemory
-    from training.scorers import MINILM_NAME
-    from training.swap import registry_of, resolve
 
-    found = resolve(registry_of(cfg), cfg.memory.selector, "scorer", MINILM_NAME, "memory.selector")
-    return SelectedMemory(store, MemorySelector(str(found.path)), cfg.memory.selector_fetch)
+    return SelectedMemory(store, MemorySelector(str(selector_model(cfg).path)), cfg.memory.selector_fetch)
 
 
-def build_critic(cfg: DictConfig, embedder: SentenceEmbedder, model: Any) -> Critic:
-    return instantiate(cfg.critic)(embedder=embedder, model=model)
+def selector_model(cfg: DictConfig) -> RegisteredModel:
+    return resolve_model(registry_of(cfg), cfg.memory.selector, "scorer", MINILM_NAME, "memory.selector")
+
+
+def build_critic(cfg: DictConfig, embedder: Embedder, model: ChatModel | None) -> Critic:
+    return instantiate(cfg.critic, "critic")(embedder=embedder, model=model)
 
 
 def build_prompts(cfg: DictConfig) -> PromptBuilder:
-    directory = to_absolute_path(cfg.conversation.prompts_dir) if cfg.conversation.prompts_dir else None
-    return PromptBuilder(directory, history_window=cfg.conversation.history_window)
+    return instantiate(cfg.conversation.prompts, "conversation.prompts")
 
 
-def build_characters(personas: list[Persona], memory: Any, model: Any, prompts: PromptBuilder,
-                     plan: AdapterPlan | None = None, rng: np.random.Generator | None = None
-                     ) -> list[Character]:
-    """Characters speak with the plan's default adapter; a cohort (a share of them, drawn with
-    ``rng``) with the cohort adapter instead; per-role adapters apply on top."""
+def build_engine(cfg: DictConfig, **overrides: Any) -> ConversationEngine:
+    """The conversation engine of `conversation.*`; ``overrides`` replace some of its settings."""
+    return instantiate(cfg.conversation, "conversation", **overrides)
+
+
+def build_policy(cfg: DictConfig, embedder: Embedder | None = None) -> PairingPolicy:
+    """The pairing policy; the run's embedder is shared with it (one MiniLM per run)."""
+    shared = {"embedder": embedder} if embedder is not None and "embedder" in cfg.matching else {}
+    return instantiate(cfg.matching, "matching", **shared)
+
+
+def build_characters(personas: list[Persona], memory: MemoryStore, model: ChatModel,
+                     plan: AdapterPlan | None = None) -> list[Character]:
+    """Characters speak with the plan's default adapter; those of the A/B cohort (marked in
+    their persona, see ``draw_cohort``) with the cohort adapter instead; per-role adapters
+    apply on top."""
     plan = plan or AdapterPlan()
-    cohort: set[int] = set()
-    if plan.cohort and rng is not None:
-        size = round(plan.cohort_share * len(personas))
-        cohort = {int(i) for i in rng.choice(len(personas), size=size, replace=False)}
-    return [Character(p, memory, model, prompts, adapter=plan.cohort if i in cohort else plan.default,
-                      cohort="adapter" if i in cohort else "base", role_adapters=dict(plan.roles))
-            for i, p in enumerate(personas)]
+    return [Character(p, memory, model, adapter=plan.cohort if in_cohort(p) else plan.default,
+                      cohort="adapter" if in_cohort(p) else "base", role_adapters=dict(plan.roles))
+            for p in personas]
 
 
-def build_engine(cfg: DictConfig, progress: bool = True) -> ConversationEngine:
-    conversation = cfg.conversation
-    rules = StopRules(conversation.max_turns, conversation.min_turns, conversation.stop_on_goodbye,
-                      conversation.repetition_threshold)
-    return ConversationEngine(rules, conversation.memory_k, conversation.retries,
-                              conversation.max_sentences, progress=progress)
+def draw_cohort(personas: list[Persona], plan: AdapterPlan, rng: RngTree) -> list[Persona]:
+    """Mark ``plan.cohort_share`` of the personas (drawn from the cohort stream) as the A/B
+    cohort, in ``persona.extra``: a resumed run reads them back from characters.jsonl."""
+    if not plan.cohort:
+        return personas
+    size = round(plan.cohort_share * len(personas))
+    chosen = {int(i) for i in rng.stream(COHORT).choice(len(personas), size=size, replace=False)}
+    return [_with_cohort(p, "adapter" if i in chosen else "base") for i, p in enumerate(personas)]
 
 
-def encounter_settings(cfg: DictConfig) -> EncounterSettings:
-    scenes = [Scene(s.location, s.status) for s in cfg.society.scenes] if cfg.society.use_scenes else []
-    return EncounterSettings(cfg.society.support_share, tuple(scenes))
+def _with_cohort(persona: Persona, cohort: str) -> Persona:
+    return replace(persona, extra={**persona.extra, COHORT_KEY: cohort})
+
+
+def in_cohort(persona: Persona) -> bool:
+    return persona.extra.get(COHORT_KEY) == "adapter"
+
+
+@dataclass(frozen=True)
+class AdapterPlan:
+    """Which adapters to load and who speaks with which: ``default`` for every character,
+    ``roles`` per conversation role, ``cohort`` for a share of the characters (A/B)."""
+
+    folders: dict[str, str] = field(default_factory=dict)
+    default: str = ""
+    roles: dict[str, str] = field(default_factory=dict)
+    cohort: str = ""
+    cohort_share: float = 0.0
+
+
+def registry_of(cfg: DictConfig) -> RegistryReader:
+    return RegistryReader(Path(hydra.utils.to_absolute_path(cfg.paths.registry_root)))
+
+
+def base_model_name(model_cfg: DictConfig) -> str:
+    """The name of the base model a config loads, without loading it."""
+    path = OmegaConf.select(model_cfg, "path")
+    return Path(path).expanduser().name if path else EMBEDDED_NAME
+
+
+def adapter_plan(cfg: DictConfig) -> AdapterPlan:
+    """Registry refs in the config (`model.adapter`, `agents.roles.*.adapter`,
+    `agents.cohort.adapter`) as adapters checked against the base model in use."""
+    wanted = {"model.adapter": OmegaConf.select(cfg, "model.adapter")}
+    wanted |= {f"agents.roles.{r}.adapter": OmegaConf.select(cfg, f"agents.roles.{r}.adapter")
+               for r in ROLE_KEYS}
+    wanted["agents.cohort.adapter"] = OmegaConf.select(cfg, "agents.cohort.adapter")
+    wanted = {k: str(v) for k, v in wanted.items() if v}
+    if not wanted:
+        return AdapterPlan()
+    if "LocalChatModel" not in str(OmegaConf.select(cfg, "model._target_")):
+        raise UsageError("adapters need the local model (model=local); an OpenAI-compatible server "
+                         "serves its adapters under their own model names (model.model=...)")
+    registry, base = registry_of(cfg), base_model_name(cfg.model)
+    refs = {k: resolve_model(registry, v, "adapter", base, k) for k, v in wanted.items()}
+    return AdapterPlan(
+        folders={m.ref: str(m.path) for m in refs.values()},
+        default=refs["model.adapter"].ref if "model.adapter" in refs else "",
+        roles={r: refs[f"agents.roles.{r}.adapter"].ref for r in ROLE_KEYS
+               if f"agents.roles.{r}.adapter" in refs},
+        cohort=refs["agents.cohort.adapter"].ref if "agents.cohort.adapter" in refs else "",
+        cohort_share=float(OmegaConf.select(cfg, "agents.cohort.share") or 0.0))

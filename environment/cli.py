@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 from omegaconf import DictConfig, OmegaConf
 
 from core.errors import SalonError, UsageError
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-SIMULATE_TASK = "environment.simulation.simulate_task"
-SHIPPED_BANK = CONF_DIR.parent / "agents" / "data" / "bank.jsonl"
 HYDRA_FLAGS = {"-m", "--multirun", "--cfg", "-c", "--info", "--help", "-h", "--hydra-help",
                "--resolve", "--package", "-p", "--config-dir", "-cd", "--config-name", "-cn"}
 
@@ -80,30 +80,17 @@ def _check_resume_overrides(overrides: list[str]) -> None:
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Checks that need no model, run before Hydra makes a run folder: the resume folder, the
-    simulation's values and the bank file (so a bad value leaves no half-made run behind)."""
+    """The task's own checks (`check` beside its `run`), before Hydra makes a run folder and
+    before any model loads, so a bad value leaves no half-made run behind."""
     if cfg.resume:
         saved_config(cfg.resume)
         return  # a resumed run uses its saved, already checked config
-    from matching.checks import check_pairing
+    task_module(cfg).check(cfg)
 
-    check_pairing(cfg)
-    if OmegaConf.select(cfg, "task._target_") == SIMULATE_TASK:
-        from agents.bank import load_bank
-        from environment.validation import check_simulation
-        from training.swap import adapter_plan
 
-        check_simulation(cfg)
-        adapter_plan(cfg)  # unknown adapters, or ones trained on another base, stop here
-        if cfg.memory.selector:
-            from training.scorers import MINILM_NAME
-            from training.swap import registry_of, resolve
-
-            resolve(registry_of(cfg), cfg.memory.selector, "scorer", MINILM_NAME, "memory.selector")
-        bank = load_bank(Path(cfg.society.bank) if cfg.society.bank else SHIPPED_BANK)
-        if cfg.society.size > len(bank):
-            raise UsageError(f"society.size={cfg.society.size} is invalid: the bank has only "
-                             f"{len(bank)} characters")
+def task_module(cfg: DictConfig) -> ModuleType:
+    """The module of `task._target_` (`environment.tasks.simulate.run` -> its module)."""
+    return importlib.import_module(str(cfg.task._target_).rpartition(".")[0])
 
 
 def _compose_first(parsed: list) -> DictConfig:

@@ -24,9 +24,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents.bank import load_bank
 from core.errors import UsageError
+from core.stats import mean_ci
 from environment.graph import build_graph, graph_metrics
 from environment.markdown import markdown_table
-from core.stats import mean_ci
 from environment.report import score_dimensions
 from environment.store import SQLiteEpisodeStore
 
@@ -131,20 +131,6 @@ def summarise(runs: Sequence[RunResult]) -> list[PolicySummary]:
         groups.setdefault(run.policy, []).append(run)
     return [PolicySummary(policy, tuple(sorted(members, key=lambda r: (r.seed, str(r.folder)))))
             for policy, members in groups.items()]
-
-
-def compare_task(cfg: DictConfig) -> None:
-    from environment.build import run_dir
-
-    sweep = sweep_folder(cfg.runs)
-    summaries = summarise([load_run(folder) for folder in find_runs(sweep)])
-    folder = run_dir(cfg)
-    write_comparison(folder / "compare.md", sweep, summaries)
-    draw_comparison(folder / "compare.png", summaries)
-    print(scores_table(summaries, "episodes") + "\n\n" + graph_table(summaries))
-    print(f"salon: compared {sum(len(s.runs) for s in summaries)} runs of {len(summaries)} policies")
-    for name in ("compare.md", "compare.png"):
-        print(f"  {folder / name}")
 
 
 def _cell(statistic: tuple[float, float, int], digits: int = 2) -> str:

@@ -42,8 +42,9 @@ class StopRules:
                 self.max_turns)
         require(is_whole(self.min_turns, 1, self.max_turns), "min_turns",
                 f"allowed is a whole number from 1 to max_turns={self.max_turns}", self.min_turns)
-        require(is_number(self.repetition_threshold, 0, 1), "repetition_threshold",
-                "allowed is a number from 0 to 1", self.repetition_threshold)
+        require(is_number(self.repetition_threshold, 0) and self.repetition_threshold > 0,
+                "repetition_threshold", "allowed is a number > 0 (above 1 turns the rule off)",
+                self.repetition_threshold)
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,13 @@ import numpy as np
 from hydra.utils import to_absolute_path
 from matplotlib import colormaps
 from matplotlib.colors import Normalize, to_hex
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from agents.bank import load_bank
 from agents.persona import MBTI_TYPES
 from core.errors import UsageError
-from environment.graph import build_graph, graph_metrics, mbti_colour
 from core.records import Episode
+from environment.graph import build_graph, graph_metrics, mbti_colour
 from environment.store import SQLiteEpisodeStore
 
 FIRST_LINES = 2
@@ -84,11 +84,6 @@ def run_folder(value: object) -> Path:
     return folder
 
 
-def check_graph(cfg: DictConfig) -> None:
-    run_folder(cfg.run)
-    parse_filter(OmegaConf.select(cfg, "graph.rounds"), OmegaConf.select(cfg, "graph.mbti"))
-
-
 def load_graph(folder: Path, chosen: GraphFilter) -> tuple[nx.Graph, dict[str, Episode]]:
     """The run's graph after the filter, and its episodes by id."""
     characters = folder / "characters.jsonl"
@@ -120,19 +115,6 @@ def save_gexf(graph: nx.Graph, path: Path) -> Path:
     nx.write_gexf(graph, path)
     return path
 
-
-def graph_task(cfg: DictConfig) -> None:
-    from environment.build import run_dir
-
-    source = run_folder(cfg.run)
-    chosen = parse_filter(OmegaConf.select(cfg, "graph.rounds"), OmegaConf.select(cfg, "graph.mbti"))
-    graph, episodes = load_graph(source, chosen)
-    print(summary_text(graph, chosen, len(episodes)))
-    folder = run_dir(cfg)
-    title = f"Salon interaction graph: {source.name}"
-    html = write_html(folder / "graph.html", graph, episodes, title=title, subtitle=chosen.describe(),
-                      seed=int(OmegaConf.select(cfg, "graph.layout_seed") or 0))
-    print(f"  {html}\n  {save_gexf(graph, folder / 'graph.gexf')}")
 
 
 def view_data(graph: nx.Graph, episodes: dict[str, Episode], seed: int) -> dict[str, Any]:

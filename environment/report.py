@@ -8,12 +8,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import networkx as nx
-from scipy import stats
 
-from environment.graph import graph_metrics
-from environment.markdown import markdown_table
 from core.records import Episode, Turn
 from core.stats import mean_ci
+from environment.graph import graph_metrics
+from environment.markdown import markdown_table
 
 QUOTE_LIMIT = 300
 

@@ -15,7 +15,6 @@ import numpy as np
 from agents.models.registry import RegisteredModel, RegistryReader, resolve_model
 from agents.persona import Persona
 from core.errors import UsageError
-from memory.crossencoder import MINILM_NAME, read_scorer_info
 from matching.assignment import EXACT_LIMIT
 from matching.features import Embedder, default_embedder, personas_of, standardise
 from matching.policies import C
@@ -26,6 +25,7 @@ from matching.scorers import (
     TrainedCompatibility,
     persona_texts,
 )
+from memory.crossencoder import MINILM_NAME, read_scorer_info
 
 SCORER_KEY = "matching.scorer"
 

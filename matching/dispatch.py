@@ -6,7 +6,6 @@ matrix product; a trained scorer: the ``shortlist`` nearest by embedding, cross-
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 

@@ -3,7 +3,7 @@ run and cached on the policy), MBTI overlap, and how often two characters have m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 import networkx as nx
@@ -12,8 +12,6 @@ import numpy as np
 from agents.persona import Persona
 from core.seams import Embedder
 from matching.scorers import persona_texts
-
-
 
 
 class HasPersona(Protocol):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 import networkx as nx
 import numpy as np
 
+from core.errors import UsageError
 from core.records import Episode
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def sit_out(characters: Sequence[C], graph: nx.Graph, rng: np.random.Generator) 
 
 def require_pairs(characters: Sequence[Named]) -> None:
     if len(characters) < 2:
-        raise ValueError(f"pairing needs at least 2 characters, got {len(characters)}")
+        raise UsageError(f"pairing needs at least 2 characters, got {len(characters)}")
 
 
 class RandomPairing:

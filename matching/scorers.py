@@ -18,7 +18,7 @@ scorer. Texts are ``Persona.describe()`` (see ``persona_texts``); the seeker com
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Protocol
@@ -29,7 +29,6 @@ from agents.persona import Persona
 from core.errors import UsageError, require
 from core.seams import Embedder
 from memory.crossencoder import CrossEncoder, read_scorer_info, scale_similarity
-
 
 SCORE_MIN, SCORE_MAX = 1.0, 5.0
 

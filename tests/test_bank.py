@@ -204,7 +204,7 @@ def test_select_is_deterministic_per_rng_state(bank: list[Persona]) -> None:
 
 
 def test_select_more_than_the_bank_is_a_usage_error(bank: list[Persona]) -> None:
-    with pytest.raises(UsageError, match=r"society\.size=49 .*48"):
+    with pytest.raises(UsageError, match=r"size=49 .*48"):
         select_characters(bank, 49, np.random.default_rng(0))
 
 

@@ -13,16 +13,11 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from agents.chat import (
-    ChatRequest,
-    ChatSession,
-    InvalidMessage,
-    chat_settings,
-    check_message,
-    prompt_for,
-    run_terminal,
-)
+from agents.chat import ChatSession, InvalidMessage, chat_request, check_message, run_terminal
+from agents.persona import Attributes
+from agents.turns import prompt_for
 from core.errors import UsageError
+from environment.build import instantiate
 from environment.serve.characters import UnknownCharacter, character_attributes, character_key, open_directory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +41,7 @@ def test_character_key_and_attributes_from_the_command_line() -> None:
     assert character_key(config("character=Yara Moreau")) == "Yara Moreau"
     cfg = config("character.id=infj-001", "character.attributes.language_style=lyrical")
     assert character_key(cfg) == "infj-001"
-    assert character_attributes(cfg) == {"language_style": "lyrical"}
+    assert character_attributes(cfg) == Attributes(language_style="lyrical")
     with pytest.raises(UsageError, match="character is missing"):
         character_key(config())
     with pytest.raises(UsageError, match="plain, lyrical"):
@@ -54,7 +49,7 @@ def test_character_key_and_attributes_from_the_command_line() -> None:
 
 
 def test_finding_characters_and_attributes_in_the_prompt(tmp_path: Path, chat_model, embedder) -> None:
-    cfg = config(f"chat.memory_dir={tmp_path}", "character.attributes.language_style=lyrical",
+    cfg = config(f"paths.chat_memory={tmp_path}", "character.attributes.language_style=lyrical",
                  "character.attributes.attitude=pessimistic", "character.attributes.mentality=critical")
     directory = open_directory(cfg, model=chat_model, embedder=embedder)
     assert directory.find("infj-001").id == "infj-001"
@@ -65,26 +60,30 @@ def test_finding_characters_and_attributes_in_the_prompt(tmp_path: Path, chat_mo
         directory.find("Nobody Atall")
     character = directory.character("infj-001")
     assert (character.persona.language_style, character.persona.attitude) == ("lyrical", "pessimistic")
-    system = prompt_for(ChatRequest(character, (("User", "Hello"),)), [])[0].content
+    hello = chat_request(character, (("User", "Hello"),), "User")
+    system = prompt_for(directory.prompts, hello, [])[0].content
     for instruction in ("Speak lyrically", "expect the worst", "think critically"):
         assert instruction in system
-    plain = open_directory(config(f"chat.memory_dir={tmp_path / 'other'}"), model=chat_model,
+    plain = open_directory(config(f"paths.chat_memory={tmp_path / 'other'}"), model=chat_model,
                            embedder=embedder).character("infj-001")
-    assert "Speak lyrically" not in prompt_for(ChatRequest(plain, (("User", "Hi"),)), [])[0].content
+    hi = chat_request(plain, (("User", "Hi"),), "User")
+    assert "Speak lyrically" not in prompt_for(directory.prompts, hi, [])[0].content
 
 
 def test_a_session_remembers_into_the_next_session(tmp_path: Path, chat_model, embedder) -> None:
-    cfg = config(f"chat.memory_dir={tmp_path}")
-    first = ChatSession(open_directory(cfg, model=chat_model, embedder=embedder).character("esfp-002"),
-                        chat_settings(cfg), now=0.0)
+    cfg = config(f"paths.chat_memory={tmp_path}")
+    directory = open_directory(cfg, model=chat_model, embedder=embedder)
+    first = ChatSession(directory.character("esfp-002"), instantiate(cfg.chat, "chat"), directory.prompts,
+                        now=0.0)
     out = io.StringIO()
     script = io.StringIO("/goal pets\nMy dog Biscuit loves swimming in the lake.\n/memories\n/quit\n")
     assert run_terminal(first, script, out) == 1
     shown = out.getvalue()
     assert "next reply will ask about their pets" in shown and f"{first.character.name}: " in shown
     assert "[seed, score" in shown and first.goal == ""
-    second = ChatSession(open_directory(cfg, model=chat_model, embedder=embedder).character("esfp-002"),
-                         chat_settings(cfg), now=0.0)
+    directory = open_directory(cfg, model=chat_model, embedder=embedder)
+    second = ChatSession(directory.character("esfp-002"), instantiate(cfg.chat, "chat"), directory.prompts,
+                         now=0.0)
     stored = [m["text"] for m in second.character.memory.memories("esfp-002") if m["kind"] == "chat"]
     assert any("Biscuit loves swimming" in m for m in stored)
     reply = second.send("Do you remember what my dog Biscuit loves?")
@@ -95,7 +94,7 @@ def test_task_chat_in_a_scripted_terminal_session(tmp_path: Path) -> None:
     script = "Hello! What do you do for a living?\n/goal hobbies\n/memories\n\n/nonsense\n/quit\n"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run(
-        [PYTHON, "run.py", "task=chat", "character=Yara Moreau", f"chat.memory_dir={tmp_path / 'chats'}",
+        [PYTHON, "run.py", "task=chat", "character=Yara Moreau", f"paths.chat_memory={tmp_path / 'chats'}",
          f"hydra.run.dir={tmp_path / 'run'}", "model.temperature=0"],
         cwd=ROOT, env=env, input=script, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -111,7 +110,7 @@ def test_task_chat_in_a_scripted_terminal_session(tmp_path: Path) -> None:
 
 def test_task_chat_with_an_unknown_character_is_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
-        [PYTHON, "run.py", "task=chat", "character=Nobody Atall", f"chat.memory_dir={tmp_path / 'chats'}",
+        [PYTHON, "run.py", "task=chat", "character=Nobody Atall", f"paths.chat_memory={tmp_path / 'chats'}",
          f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=ROOT, input="", capture_output=True, text=True, timeout=300)
     assert result.returncode == 2

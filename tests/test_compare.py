@@ -14,10 +14,10 @@ from omegaconf import OmegaConf
 
 from agents.bank import load_bank, save_bank
 from agents.persona import Persona
-from environment.compare import find_runs, load_run, policy_label, summarise, sweep_folder, write_comparison
 from core.errors import UsageError
 from core.records import Episode, Scores, Turn
 from core.stats import mean_ci
+from environment.compare import find_runs, load_run, policy_label, summarise, sweep_folder, write_comparison
 from environment.store import SQLiteEpisodeStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +96,7 @@ def test_compare_aggregates_per_policy_over_episodes_seeds_and_graphs(sweep: Pat
 
 
 def test_compare_task_writes_markdown_and_png(sweep: Path, tmp_path: Path, capsys) -> None:
-    from environment.compare import compare_task
+    from environment.tasks.compare import run as compare_task
 
     cfg = OmegaConf.create({"runs": str(sweep), "paths": {"run_dir": str(tmp_path / "out")}})
     compare_task(cfg)

@@ -16,11 +16,10 @@ from agents.importers import personachat_episodes, personachat_personas, read_pe
 from agents.persona import Persona
 from agents.prompting import PromptBuilder
 from core.errors import UsageError
-from core.records import Episode, Scene, Scores, Turn
+from core.records import Episode, MemoryRecord, Scene, Scores, Turn
 from environment.store import SQLiteEpisodeStore
 from memory.chroma import ChromaMemoryStore
 from memory.retrieval import Forgetting, RetrievalWeights
-from core.records import MemoryRecord
 from tests.conftest import PERSONACHAT
 from training.datasets import (
     CharacterSplit,

@@ -12,8 +12,9 @@ from agents.bank import DEFAULT_BANK, load_bank
 from agents.character import Character
 from agents.goals import ACTION_CODES, GoalPolicy, goal_policy, resolve_goal
 from agents.prompting import PromptBuilder
-from environment.engine import ConversationEngine, EpisodePlan, StopRules
 from core.errors import UsageError
+from core.rng import RngTree
+from environment.engine import ConversationEngine, EpisodePlan
 from memory.chroma import ChromaMemoryStore
 from memory.retrieval import Forgetting, RetrievalWeights
 
@@ -49,22 +50,22 @@ def test_the_policy_steers_only_its_speaker_and_avoids_repeats() -> None:
 def test_goal_modes() -> None:
     assert goal_policy("none") is None
     assert isinstance(goal_policy("policy"), GoalPolicy)
-    with pytest.raises(UsageError, match=r"conversation\.goals"):
+    with pytest.raises(UsageError, match=r"goals='sometimes' is invalid"):
         goal_policy("sometimes")
 
 
 def test_self_play_records_a_goal_per_interviewer_turn(tmp_path: Path, chat_model, embedder) -> None:
     memory = ChromaMemoryStore(str(tmp_path / "memory"), embedder, RetrievalWeights(), Forgetting())
-    prompts = PromptBuilder()
     short = chat_model.model_copy(update={"max_new_tokens": 20})  # shares the loaded weights
     bank = load_bank(DEFAULT_BANK)
     plans = []
     for index in range(2):
-        a, b = (Character(p, memory, short, prompts) for p in bank[2 * index: 2 * index + 2])
+        a, b = (Character(p, memory, short) for p in bank[2 * index: 2 * index + 2])
         plans.append(EpisodePlan(f"r000-e{index:03d}", 0, (a, b), {a.name: "peer", b.name: "peer"}))
-    engine = ConversationEngine(StopRules(max_turns=2, min_turns=2, goodbye=False, repetition_threshold=1.1),
-                                retries=1, progress=False, keep_prompts=True, goal_policy=GoalPolicy())
-    episodes = engine.run(plans, np.random.default_rng(3), now=0.0)
+    engine = ConversationEngine(PromptBuilder(), max_turns=2, min_turns=2, stop_on_goodbye=False,
+                                repetition_threshold=1.1, retries=1, goals="policy", progress=False,
+                                keep_prompts=True)
+    episodes = engine.run(plans, RngTree(3), now=0.0)
     for episode in episodes:
         goals = [t.goal for t in episode.turns]
         assert all(g in ACTION_CODES.values() for g in goals[0::2]) and not any(goals[1::2])
@@ -74,3 +75,24 @@ def test_self_play_records_a_goal_per_interviewer_turn(tmp_path: Path, chat_mode
     first = engine.stats.prompts[0][0].content
     assert f"In your next reply, {episodes[0].turns[0].goal}." in first
     assert any("In your next reply" not in p[0].content for p in engine.stats.prompts[1:])
+
+
+def test_goals_policy_through_run_py_records_the_openers_goals(tmp_path: Path) -> None:
+    """`conversation.goals=policy` is a documented switch: it must reach the engine from the
+    command line, not only when a test builds the engine by hand."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    python = root / ".venv" / "bin" / "python"
+    result = subprocess.run(
+        [str(python if python.is_file() else sys.executable), "run.py", "experiment=smoke",
+         "conversation.goals=policy", "simulation.progress=false", f"hydra.run.dir={tmp_path}"],
+        cwd=root, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    episodes = [json.loads(line) for line in (tmp_path / "episodes.jsonl").read_text().splitlines()]
+    openers = [e["turns"][0] for e in episodes]
+    assert openers and all(t["goal"] in ACTION_CODES.values() for t in openers)
+    assert all(not t["goal"] for e in episodes for t in e["turns"][1::2])

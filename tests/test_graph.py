@@ -12,6 +12,7 @@ import pytest
 from matplotlib.image import imread
 
 from agents.persona import Persona
+from core.records import Episode, Scores, Turn
 from environment.graph import (
     build_graph,
     draw_graph,
@@ -19,7 +20,6 @@ from environment.graph import (
     save_graphml,
     update_graph,
 )
-from core.records import Episode, Scores, Turn
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -11,8 +11,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from core.errors import UsageError
-from environment.graph_view import GraphFilter, graph_task, load_graph, parse_filter, run_folder
+from environment.graph_view import GraphFilter, load_graph, parse_filter, run_folder
 from environment.store import SQLiteEpisodeStore
+from environment.tasks.graph import run as graph_task
 from tests.test_compare import BANK, episode, write_run
 
 CHROMIUM = Path("/usr/bin/chromium")

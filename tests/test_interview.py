@@ -79,9 +79,9 @@ def test_not_knowing_is_recognised() -> None:
 def test_a_multi_turn_interview_is_judged_on_five_dimensions(tmp_path: Path, chat_model, embedder) -> None:
     memory = ChromaMemoryStore(str(tmp_path / "memory"), embedder, RetrievalWeights(), Forgetting())
     short = chat_model.model_copy(update={"max_new_tokens": 32})  # shares the loaded weights
-    character = Character(load_bank(DEFAULT_BANK)[5], memory, short, PromptBuilder())
+    character = Character(load_bank(DEFAULT_BANK)[5], memory, short)
     sessions = plan_sessions(load_questions(_need(MULTI)), multi_turn=True, turns=2, limit=1)
-    transcript = run_interview(character, sessions, ChatSettings(), now=0.0, seed=0)[0]
+    transcript = run_interview(character, sessions, ChatSettings(), PromptBuilder(), now=0.0, seed=0)[0]
     assert transcript.session.questions == sessions[0].questions and transcript.answers
     scored = InterviewJudge(chat_model, PromptBuilder(), embedder).score(character.persona, [transcript])[0]
     expected = set(DIMENSIONS) if len(transcript.answers) == 2 else set(DIMENSIONS) - {"stability"}
@@ -106,7 +106,7 @@ def test_profile_to_character_to_interview_report(tmp_path: Path) -> None:
     interview = subprocess.run(
         [PYTHON, "run.py", "task=interview", f"society.bank={tmp_path / 'bank' / 'bank.jsonl'}",
          "character=Spartacus", f"interview.questions={_need(SINGLE)}", "interview.limit=2",
-         f"chat.memory_dir={tmp_path / 'chats'}", f"hydra.run.dir={tmp_path / 'interview'}"],
+         f"paths.chat_memory={tmp_path / 'chats'}", f"hydra.run.dir={tmp_path / 'interview'}"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert interview.returncode == 0, interview.stderr[-3000:]
     report = (tmp_path / "interview" / "interview_report.md").read_text()

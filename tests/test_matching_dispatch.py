@@ -74,7 +74,7 @@ def test_empty_seeker_on_the_command_line_is_one_line_and_exit_2(tmp_path: Path)
 def test_match_chat_talks_with_the_best_supporter(tmp_path: Path, embedder, chat_model, capsys) -> None:
     from hydra import compose, initialize_config_dir
 
-    from matching.match_task import run_match
+    from environment.tasks.match import run_match
 
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["task=match", "seeker=I lost my job last month and I feel lonely.",

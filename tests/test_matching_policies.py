@@ -14,8 +14,8 @@ import pytest
 
 from agents.bank import load_bank
 from core.errors import UsageError
-from environment.graph import build_graph, update_graph
 from core.records import Episode, Scores, Turn
+from environment.graph import build_graph, update_graph
 from matching.assignment import max_weight_pairs
 from matching.bandit import BanditPairing
 from matching.compatibility import CompatibilityPairing

@@ -16,8 +16,9 @@ from hydra import compose, initialize_config_dir
 
 from agents.bank import load_bank
 from core.errors import UsageError
+from environment.build import build_policy
+from environment.tasks.simulate import check as check_simulation
 from matching.bandit import BanditPairing
-from matching.checks import build_policy, check_pairing
 from matching.compatibility import CompatibilityPairing, build_scorer, symmetric_expectation
 from matching.dispatch import dispatch, seeker_from
 from matching.features import mbti_overlap
@@ -96,7 +97,7 @@ def test_a_wrong_scorer_is_refused_when_the_policy_is_built(registry: Path, ref:
         cfg = compose("config", overrides=["matching=compatibility", f"matching.scorer={ref}",
                                            f"paths.registry_root={registry}"])
     with pytest.raises(UsageError, match=message):
-        check_pairing(cfg)  # what environment.cli.check_config runs before a run folder is made
+        check_simulation(cfg)  # what run.py runs before a run folder is made
     with pytest.raises(UsageError, match=message):
         build_policy(cfg)  # Hydra's InstantiationException is unwrapped
 

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from core.records import Episode, Scene, Turn
-from memory.chroma import ChromaMemoryStore, SalonEmbeddingFunction
+from core.records import Episode, MemoryRecord, Scene, Turn
+from memory.chroma import COLLECTION, ChromaMemoryStore, SalonEmbeddingFunction
 from memory.retrieval import Forgetting, RetrievalWeights
-from core.records import MemoryRecord
-from memory.chroma import COLLECTION
 from memory.writer import EpisodeMemoryWriter
 
 ANN_MEMORIES = {

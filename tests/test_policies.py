@@ -12,8 +12,8 @@ import pytest
 
 from agents.persona import Persona
 from core.errors import UsageError
-from environment.graph import build_graph, update_graph
 from core.records import Episode, Turn
+from environment.graph import build_graph, update_graph
 from matching.policies import RandomPairing, RoundRobinPairing, conversations_so_far, sit_out
 
 POLICIES = [RandomPairing(), RoundRobinPairing()]

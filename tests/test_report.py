@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from agents.persona import Persona
-from environment.graph import build_graph
 from core.records import Episode, Scores, Turn
 from core.stats import mean_ci
+from environment.graph import build_graph
 from environment.report import write_report
 
 

@@ -15,12 +15,12 @@ from safetensors import safe_open
 from transformers import TrainerCallback
 
 from core.errors import UsageError
+from core.files import PICKLE_SUFFIXES
+from core.records import Recalled
 from matching.scorers import EmbeddingCompatibility, TrainedCompatibility
+from memory.crossencoder import SCORER_FILE, CrossEncoder, ScorerInfo
 from memory.embedder import bundled_minilm_path
 from memory.selector import SELECTOR_KEY, MemorySelector
-from core.records import Recalled
-from core.files import PICKLE_SUFFIXES
-from memory.crossencoder import SCORER_FILE, CrossEncoder, ScorerInfo
 from training.scorers import (
     CHECKPOINTS,
     CrossEncoderConfig,

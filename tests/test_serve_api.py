@@ -13,10 +13,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from agents.bank import DEFAULT_BANK, load_bank, save_bank
-from agents.chat import chat_settings
 from core.errors import UsageError
-from environment.graph import build_graph, draw_graph
 from core.records import Episode, Scene, Scores, Turn
+from environment.build import instantiate
+from environment.graph import build_graph, draw_graph
 from environment.serve.app import BackgroundServer, create_app
 from environment.serve.characters import open_directory
 from environment.serve.state import ServeSettings, ServeState
@@ -42,7 +42,7 @@ def make_run(folder: Path) -> Path:
         scene=Scene("a bookshop", "Both reached for the same book."), stop_reason="max_turns", scores=scores)
     store = SQLiteEpisodeStore(folder / "episodes.sqlite")
     store.append(episode)
-    store.begin_round(0, {})
+    store.begin_round(0)
     store.complete_round(0)
     store.close()
     draw_graph(build_graph(personas, [episode]), folder / "graph.png", seed=0)
@@ -57,7 +57,7 @@ def serve_config(run: Path, *overrides: str):
 def make_state(run: Path, chat_model, embedder, api_key: str | None = None) -> ServeState:
     cfg = serve_config(run)
     directory = open_directory(cfg, model=chat_model, embedder=embedder)
-    return ServeState(directory, ServeSettings(api_key=api_key), chat_settings(cfg), seed=0)
+    return ServeState(directory, ServeSettings(api_key=api_key), instantiate(cfg.chat, "chat"), seed=0)
 
 
 @pytest.fixture(scope="module")

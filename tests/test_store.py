@@ -7,7 +7,6 @@ import math
 import sqlite3
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from core.records import Episode, Scene, Scores, Turn
@@ -110,29 +109,21 @@ def test_export_replaces_the_old_file_and_cleans_up_on_failure(store: SQLiteEpis
     assert [p.name for p in blocked.parent.iterdir() if p.name.endswith(".tmp")] == []
 
 
-def test_round_checkpoints(store: SQLiteEpisodeStore) -> None:
-    assert store.completed_rounds() == 0 and store.round_rng_state(0) is None
-    rng = np.random.default_rng(123)
-    state0 = rng.bit_generator.state
-    store.begin_round(0, state0)
-    expected = rng.random(3)
-    store.begin_round(0, rng.bit_generator.state)  # a second begin keeps the first checkpoint
-    assert store.round_rng_state(0) == state0
-    replay = np.random.default_rng()
-    replay.bit_generator.state = store.round_rng_state(0)
-    assert np.array_equal(replay.random(3), expected)
-
+def test_round_bookkeeping(store: SQLiteEpisodeStore) -> None:
+    assert store.completed_rounds() == 0
+    store.begin_round(0)
+    store.begin_round(0)  # a second begin is harmless
     assert store.completed_rounds() == 0  # begun, not complete
     store.complete_round(0)
-    store.begin_round(1, rng.bit_generator.state)
+    store.begin_round(1)
     assert store.completed_rounds() == 1
-    store.begin_round(2, rng.bit_generator.state)
+    store.begin_round(2)
     store.complete_round(2)  # round 1 is missing: round 2 does not count yet
     assert store.completed_rounds() == 1
     store.complete_round(1)
     assert store.completed_rounds() == 3
     store.complete_round(7)  # never begun: nothing to complete
-    assert store.completed_rounds() == 3 and store.round_rng_state(7) is None
+    assert store.completed_rounds() == 3
 
 
 def test_meta_and_everything_survive_reopening(tmp_path: Path) -> None:
@@ -143,8 +134,7 @@ def test_meta_and_everything_survive_reopening(tmp_path: Path) -> None:
     first.set_meta("wall_seconds", "1.5")
     first.set_meta("wall_seconds", "2.5")
     first.append(make_episode("e1"))
-    state = np.random.default_rng(9).bit_generator.state
-    first.begin_round(0, state)
+    first.begin_round(0)
     first.complete_round(0)
     first.close()
 
@@ -152,6 +142,5 @@ def test_meta_and_everything_survive_reopening(tmp_path: Path) -> None:
     try:
         assert second.get_meta("seeded") == "1" and second.get_meta("wall_seconds") == "2.5"
         assert second.ids() == {"e1"} and second.completed_rounds() == 1
-        assert second.round_rng_state(0) == state
     finally:
         second.close()

@@ -10,9 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agents.models.registry import CARD, README, read_card
+from agents.models.registry import CARD, README
 from environment.markdown import markdown_cell, markdown_table
-
 
 
 def utc_now() -> str:

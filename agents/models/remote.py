@@ -12,7 +12,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_openai import ChatOpenAI
 
 from agents.models.choices import from_logprobs
-from core.errors import UsageError
+from core.errors import UsageError, is_number, is_whole, require
 from core.records import Reply
 from core.seams import OnText
 
@@ -78,6 +78,11 @@ def openai_compatible(
     max_concurrency: int = 16,
     timeout: float = 120,
 ) -> OpenAICompatibleChat:
+    require(is_whole(max_new_tokens, 1, 4096), "max_new_tokens", "allowed is a whole number from 1 to 4096",
+            max_new_tokens)
+    require(is_number(temperature, 0, 5), "temperature", "allowed is a number from 0 to 5", temperature)
+    require(is_whole(max_concurrency, 1), "max_concurrency", "allowed is a whole number >= 1",
+            max_concurrency)
     # ChatOpenAI's max_tokens goes out as max_completion_tokens, which some servers
     # (llama.cpp) ignore; the plain max_tokens rides along in the body for them.
     return OpenAICompatibleChat(

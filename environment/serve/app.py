@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -12,11 +11,10 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
-from omegaconf import DictConfig
 
 from environment.serve import openai_api, web
 from environment.serve.errors import check_key, install_handlers
-from environment.serve.state import ServeState, serve_settings
+from environment.serve.state import ServeState
 
 STATIC = Path(__file__).parent / "static"
 
@@ -51,21 +49,6 @@ def create_app(state: ServeState) -> FastAPI:
         return Response(status_code=204)
 
     return app
-
-
-def serve_task(cfg: DictConfig) -> None:
-    """`python run.py task=serve [run=<run folder>] [serve.port=...]`."""
-    import uvicorn
-
-    from agents.chat import chat_settings
-    from environment.serve.characters import open_directory
-
-    settings = serve_settings(cfg, dict(os.environ))  # a bad host/key stops here, before the model loads
-    state = ServeState(open_directory(cfg), settings, chat_settings(cfg), seed=cfg.seed)
-    where = f"http://{settings.host}:{settings.port}"
-    print(f"salon: serving {len(state.directory.personas)} characters: web page {where}/ , "
-          f"OpenAI-compatible API {where}/v1 (model = character/<id>); Ctrl-C stops", flush=True)
-    uvicorn.run(create_app(state), host=settings.host, port=settings.port, log_level="warning")
 
 
 class BackgroundServer:

@@ -1,5 +1,5 @@
 """One queue in front of the chat model: concurrent requests are grouped into one batched
-`generate` (the engine's batching: `respond` -> `LocalChatModel.complete` on a list).
+`generate` (the engine's batching: `agents.turns.take_turns` -> one `complete` call on a list).
 
 The first request of a batch waits up to ``max_wait`` seconds for company; while a batch is
 being generated, new requests gather for the next one. ``max_batch=1`` turns batching off
@@ -14,7 +14,10 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from agents.chat import ChatReply, ChatRequest, ChatSettings, ReplyStream, remember, respond
+from agents.chat import ChatSettings, ReplyStream, remember
+from agents.prompting import PromptBuilder
+from agents.turns import Sampling, TurnRequest, take_turns
+from core.records import Reply
 
 
 @dataclass
@@ -36,7 +39,7 @@ class LiveReply:
 class Job:
     """One chat request and its sampling settings (a batch is split by these)."""
 
-    request: ChatRequest
+    request: TurnRequest
     temperature: float | None = None
     max_new_tokens: int | None = None
     store: bool = True
@@ -52,6 +55,7 @@ class Responder:
     """Answers a batch of jobs in a worker thread and stores the successful exchanges."""
 
     settings: ChatSettings
+    prompts: PromptBuilder
     now: float
     seed: int = 0
     batch_sizes: list[int] = field(default_factory=list)
@@ -61,8 +65,8 @@ class Responder:
     def __post_init__(self) -> None:
         self._seeds = itertools.count(self.seed)
 
-    def __call__(self, jobs: Sequence[Job]) -> list[ChatReply]:
-        replies: list[ChatReply | None] = [None] * len(jobs)
+    def __call__(self, jobs: Sequence[Job]) -> list[Reply]:
+        replies: list[Reply | None] = [None] * len(jobs)
         groups: dict[tuple[float | None, int | None], list[int]] = {}
         for index, job in enumerate(jobs):
             groups.setdefault(job.sampling, []).append(index)
@@ -70,8 +74,9 @@ class Responder:
             with self._lock:
                 seed = next(self._seeds)
                 self.batch_sizes.append(len(indices))
-            answered = respond([jobs[i].request for i in indices], self.settings, self.now, seed,
-                               temperature, max_new_tokens, _follower([jobs[i].live for i in indices]))
+            answered = take_turns([jobs[i].request for i in indices], self.prompts, self.settings.turn,
+                                  self.now, Sampling(seed, temperature, max_new_tokens),
+                                  _follower([jobs[i].live for i in indices]))
             remember([(jobs[i].request, r) for i, r in zip(indices, answered, strict=True) if jobs[i].store],
                      self.now, self.settings.memory_importance)
             for i, reply in zip(indices, answered, strict=True):
@@ -95,14 +100,14 @@ def _follower(lives: Sequence[LiveReply | None]) -> Callable[[int, str], None] |
 class BatchQueue:
     """asyncio front of a blocking batch function; start() inside the server's event loop."""
 
-    def __init__(self, answer: Callable[[Sequence[Job]], list[ChatReply]], max_batch: int = 16,
+    def __init__(self, answer: Callable[[Sequence[Job]], list[Reply]], max_batch: int = 16,
                  max_wait: float = 0.015) -> None:
         if max_batch < 1 or max_wait < 0:
             raise ValueError("max_batch must be >= 1 and max_wait >= 0")
         self.answer = answer
         self.max_batch = max_batch
         self.max_wait = max_wait
-        self._queue: asyncio.Queue[tuple[Job, asyncio.Future[ChatReply]]] | None = None
+        self._queue: asyncio.Queue[tuple[Job, asyncio.Future[Reply]]] | None = None
         self._worker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -115,10 +120,10 @@ class BatchQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
 
-    async def submit(self, job: Job) -> ChatReply:
+    async def submit(self, job: Job) -> Reply:
         if self._queue is None:
             raise RuntimeError("the batch queue is not started")
-        future: asyncio.Future[ChatReply] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         await self._queue.put((job, future))
         return await future
 
@@ -138,7 +143,7 @@ class BatchQueue:
                 if not future.done():  # a caller that went away has cancelled its future
                     future.set_result(reply)
 
-    async def _gather(self, batch: list[tuple[Job, asyncio.Future[ChatReply]]]) -> None:
+    async def _gather(self, batch: list[tuple[Job, asyncio.Future[Reply]]]) -> None:
         assert self._queue is not None
         deadline = asyncio.get_running_loop().time() + self.max_wait
         while len(batch) < self.max_batch:

@@ -14,13 +14,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents.bank import load_bank
 from agents.character import Character
-from agents.persona import ATTRIBUTE_CHOICES, Persona
+from agents.persona import ATTRIBUTE_CHOICES, Attributes, Persona
 from agents.prompting import PromptBuilder
-from environment import build
-from core.errors import UsageError
-from environment.store import SQLiteEpisodeStore
+from core.errors import InvalidValue, UsageError
 from core.records import MemoryRecord
-from training.swap import adapter_plan
+from environment import build
+from environment.store import SQLiteEpisodeStore
 
 
 class UnknownCharacter(LookupError):
@@ -44,18 +43,7 @@ class CharacterDirectory:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def find(self, key: str) -> Persona:
-        """By id, then by name (any case), then by a unique part of a name or id."""
-        wanted = key.strip().casefold()
-        for match in ([p for p in self.personas if p.id == key.strip()],
-                      [p for p in self.personas if p.name.casefold() == wanted],
-                      [p for p in self.personas if wanted in p.name.casefold() or wanted in p.id.casefold()]):
-            if len(match) == 1:
-                return match[0]
-            if len(match) > 1:
-                names = ", ".join(f"{p.name} ({p.id})" for p in match[:6])
-                raise UnknownCharacter(f"{key!r} matches several characters: {names}")
-        sample = ", ".join(f"{p.name} ({p.id})" for p in self.personas[:6])
-        raise UnknownCharacter(f"no character {key!r}; for example: {sample}")
+        return find_persona(self.personas, key)
 
     def by_id(self, character_id: str) -> Character:
         """Exactly this id (the API's `character/<id>` names), built and seeded on first use."""
@@ -65,8 +53,7 @@ class CharacterDirectory:
         with self._lock:
             if persona.id not in self._built:
                 self._seed(persona)
-                self._built[persona.id] = Character(persona, self.memory, self.model, self.prompts,
-                                                    adapter=self.adapter)
+                self._built[persona.id] = Character(persona, self.memory, self.model, adapter=self.adapter)
             return self._built[persona.id]
 
     def seed_all(self) -> int:
@@ -94,6 +81,29 @@ class CharacterDirectory:
                              for text in persona.memories])
 
 
+def find_persona(personas: list[Persona], key: str) -> Persona:
+    """By id, then by name (any case), then by a unique part of a name or id."""
+    wanted = key.strip().casefold()
+    for match in ([p for p in personas if p.id == key.strip()],
+                  [p for p in personas if p.name.casefold() == wanted],
+                  [p for p in personas if wanted in p.name.casefold() or wanted in p.id.casefold()]):
+        if len(match) == 1:
+            return match[0]
+        if len(match) > 1:
+            names = ", ".join(f"{p.name} ({p.id})" for p in match[:6])
+            raise UnknownCharacter(f"{key!r} matches several characters: {names}")
+    sample = ", ".join(f"{p.name} ({p.id})" for p in personas[:6])
+    raise UnknownCharacter(f"no character {key!r}; for example: {sample}")
+
+
+def check_character(cfg: DictConfig) -> None:
+    """`character=<key>` names exactly one character of the source (one line if not)."""
+    try:
+        find_persona(source_of(cfg)[0], character_key(cfg))
+    except UnknownCharacter as error:
+        raise UsageError(str(error).strip('"')) from None
+
+
 def character_key(cfg: DictConfig) -> str:
     """`character=<name or id>`, or `character.id=<...>` next to `character.attributes.*`."""
     value = cfg.get("character")
@@ -104,18 +114,20 @@ def character_key(cfg: DictConfig) -> str:
     return str(key)
 
 
-def character_attributes(cfg: DictConfig) -> dict[str, str]:
+def character_attributes(cfg: DictConfig) -> Attributes:
     """`character.attributes.*` (MIRACLE), checked against the allowed values."""
     value = cfg.get("character")
     if not isinstance(value, DictConfig) or value.get("attributes") is None:
-        return {}
-    attributes = {k: str(v) for k, v in OmegaConf.to_container(value.attributes).items() if v}
-    for name, chosen in attributes.items():
-        allowed = ATTRIBUTE_CHOICES.get(name)
-        if allowed is None or chosen not in allowed:
-            options = ", ".join(a for a in (allowed or ()) if a) or ", ".join(ATTRIBUTE_CHOICES)
-            raise UsageError(f"character.attributes.{name}={chosen!r} is invalid: allowed is {options}")
-    return attributes
+        return Attributes()
+    given = {k: str(v) for k, v in OmegaConf.to_container(value.attributes).items() if v}
+    unknown = sorted(set(given) - set(ATTRIBUTE_CHOICES))
+    if unknown:
+        raise UsageError(f"character.attributes.{unknown[0]} is unknown: allowed are "
+                         f"{', '.join(ATTRIBUTE_CHOICES)}")
+    try:
+        return Attributes(**given)
+    except InvalidValue as error:
+        raise error.at("character.attributes") from None
 
 
 def source_of(cfg: DictConfig) -> tuple[list[Persona], Path, Path | None]:
@@ -129,7 +141,7 @@ def source_of(cfg: DictConfig) -> tuple[list[Persona], Path, Path | None]:
         return load_bank(saved), folder, folder
     bank = build.bank_path(cfg)
     digest = hashlib.sha1(str(bank.resolve()).encode()).hexdigest()[:8]
-    return load_bank(bank), Path(to_absolute_path(cfg.chat.memory_dir)) / f"{bank.stem}-{digest}", None
+    return load_bank(bank), Path(to_absolute_path(cfg.paths.chat_memory)) / f"{bank.stem}-{digest}", None
 
 
 def run_clock(run_folder: Path | None) -> float:
@@ -143,13 +155,23 @@ def run_clock(run_folder: Path | None) -> float:
         store.close()
 
 
+def check_source(cfg: DictConfig) -> None:
+    """Everything `open_directory` needs, built the cheap way (nothing loads): the characters'
+    source, their attributes, adapters, model, embedder and memory store."""
+    source_of(cfg)
+    character_attributes(cfg)
+    build.build_model(cfg)
+    embedder = build.build_embedder(cfg)
+    build.instantiate(cfg.memory.store, "memory.store", embedder=embedder, path="")
+    build.build_prompts(cfg)
+
+
 def open_directory(cfg: DictConfig, model: Any = None, embedder: Any = None) -> CharacterDirectory:
     """The characters of ``run=`` or the bank, with `character.attributes.*` applied to them."""
     personas, memory_folder, run_folder = source_of(cfg)
     attributes = character_attributes(cfg)
-    if attributes:
-        personas = [p.with_attributes(**attributes) for p in personas]
-    plan = adapter_plan(cfg)
+    personas = [p.with_attributes(attributes) for p in personas]
+    plan = build.adapter_plan(cfg)
     embedder = embedder or build.build_embedder(cfg)
     model = model or build.build_model(cfg, plan)
     return CharacterDirectory(

@@ -25,8 +25,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 from sse_starlette.sse import EventSourceResponse
 
-from agents.chat import ChatReply, ChatRequest, InvalidMessage, ReplyStream, check_message
+from agents.chat import InvalidMessage, ReplyStream, chat_request, check_message
 from agents.goals import resolve_goal
+from agents.turns import TurnRequest
+from core.records import Reply
 from environment.serve.batching import Job, LiveReply
 from environment.serve.characters import UnknownCharacter
 from environment.serve.errors import APIError
@@ -89,7 +91,7 @@ def parse_request(body: bytes) -> CompletionRequest:
         raise APIError(400, f"{param}: {first['msg']}", param=param, code="invalid_value") from None
 
 
-def to_chat_request(state: ServeState, body: CompletionRequest) -> ChatRequest:
+def to_chat_request(state: ServeState, body: CompletionRequest) -> TurnRequest:
     if not body.model.startswith(MODEL_PREFIX):
         raise APIError(404, f"model {body.model!r} is not served here; use character/<id> (GET /v1/models)",
                        type="invalid_request_error", param="model", code="model_not_found")
@@ -111,8 +113,7 @@ def to_chat_request(state: ServeState, body: CompletionRequest) -> ChatRequest:
             system.append(text)
         else:
             history.append((partner if message.role == "user" else character.name, text))
-    return ChatRequest(character, tuple(history), partner, goal=_goal(body.goal),
-                       extra_system="\n".join(system))
+    return chat_request(character, tuple(history), partner, _goal(body.goal), "\n".join(system))
 
 
 def _checked(state: ServeState, message: Message, index: int) -> str:
@@ -175,25 +176,25 @@ async def chat_completions(request: Request) -> JSONResponse | EventSourceRespon
     return JSONResponse(completion(completion_id, body.model, checked(await state.queue.submit(job))))
 
 
-def checked(reply: ChatReply) -> ChatReply:
+def checked(reply: Reply) -> Reply:
     if not reply.ok:
         raise APIError(502, f"the model gave no usable reply ({reply.error}); nothing was stored",
                        type="server_error", code="reply_rejected")
     return reply
 
 
-def _usage(reply: ChatReply) -> dict[str, int]:
+def _usage(reply: Reply) -> dict[str, int]:
     return {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
             "total_tokens": reply.prompt_tokens + reply.completion_tokens}
 
 
-def salon_extra(reply: ChatReply) -> dict[str, Any]:
+def salon_extra(reply: Reply) -> dict[str, Any]:
     """Salon's additions: what the character recalled and the goal it pursued."""
     return {"goal": reply.goal, "memories": [
         {"id": m.id, "text": m.text, "kind": m.kind, "score": round(m.score, 4)} for m in reply.recalled]}
 
 
-def completion(completion_id: str, model: str, reply: ChatReply) -> dict[str, Any]:
+def completion(completion_id: str, model: str, reply: Reply) -> dict[str, Any]:
     return {"id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
                          "finish_reason": "stop", "logprobs": None}],
@@ -208,7 +209,7 @@ def _chunk(completion_id: str, model: str, delta: dict[str, str], finish: str | 
     return {"data": json.dumps(body)}
 
 
-async def live_deltas(answer: asyncio.Future[ChatReply], live: LiveReply) -> AsyncIterator[str]:
+async def live_deltas(answer: asyncio.Future[Reply], live: LiveReply) -> AsyncIterator[str]:
     """Settled text as the worker thread reports it, until the reply is final."""
     while not answer.done():
         waiting = asyncio.ensure_future(live.deltas.get())
@@ -221,7 +222,7 @@ async def live_deltas(answer: asyncio.Future[ChatReply], live: LiveReply) -> Asy
         yield live.deltas.get_nowait()
 
 
-async def stream_chunks(completion_id: str, model: str, answer: asyncio.Future[ChatReply], live: LiveReply,
+async def stream_chunks(completion_id: str, model: str, answer: asyncio.Future[Reply], live: LiveReply,
                         include_usage: bool) -> AsyncIterator[dict[str, str]]:
     yield _chunk(completion_id, model, {"role": "assistant", "content": ""})
     async for delta in live_deltas(answer, live):

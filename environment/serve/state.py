@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import DictConfig
-
 from agents.chat import ChatSettings
-from core.errors import UsageError, require
+from core.errors import is_number, is_whole, require
 from core.records import Episode
 from environment.serve.batching import BatchQueue, Responder
 from environment.serve.characters import CharacterDirectory
@@ -21,11 +20,13 @@ LOOPBACK_NAMES = ("localhost",)
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """`serve.*` in the config."""
+    """`serve.*` in the config. The API key is ``api_key``, else the variable ``api_key_env``
+    names; binding anything but loopback requires one."""
 
     host: str = "127.0.0.1"
     port: int = 8765
     api_key: str | None = None
+    api_key_env: str | None = "SALON_API_KEY"
     batching: bool = True
     max_batch: int = 16
     max_wait_ms: float = 15.0
@@ -34,16 +35,18 @@ class ServeSettings:
     remember: bool = True
 
     def __post_init__(self) -> None:
-        require(isinstance(self.port, int) and 0 <= self.port <= 65535, "serve.port",
-                "a port number from 0 to 65535", self.port)
-        require(isinstance(self.max_batch, int) and self.max_batch >= 1, "serve.max_batch",
-                "a whole number >= 1", self.max_batch)
-        require(self.max_wait_ms >= 0, "serve.max_wait_ms", "a number >= 0", self.max_wait_ms)
-        require(self.max_messages >= 1 and self.max_new_tokens_limit >= 1, "serve.max_messages",
-                "max_messages and max_new_tokens_limit >= 1", self.max_messages)
-        if not is_loopback(self.host) and not self.api_key:
-            raise UsageError(f"serve.host={self.host} is not a loopback address: set serve.api_key "
-                             "(or the variable named by serve.api_key_env) so requests need a key")
+        require(is_whole(self.port, 0, 65535), "port", "allowed is a port number from 0 to 65535", self.port)
+        require(is_whole(self.max_batch, 1), "max_batch", "allowed is a whole number >= 1", self.max_batch)
+        require(is_number(self.max_wait_ms, 0), "max_wait_ms", "allowed is a number >= 0", self.max_wait_ms)
+        require(is_whole(self.max_messages, 1), "max_messages", "allowed is a whole number >= 1",
+                self.max_messages)
+        require(is_whole(self.max_new_tokens_limit, 1), "max_new_tokens_limit",
+                "allowed is a whole number >= 1", self.max_new_tokens_limit)
+        key = self.api_key or (os.environ.get(self.api_key_env) if self.api_key_env else None) or None
+        object.__setattr__(self, "api_key", key)
+        require(is_loopback(self.host) or bool(key), "host",
+                "a non-loopback address needs an API key: set serve.api_key (or the variable named by "
+                "serve.api_key_env) so requests need a key", self.host)
 
     @property
     def batch_limit(self) -> int:
@@ -59,14 +62,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve_settings(cfg: DictConfig, environ: dict[str, str]) -> ServeSettings:
-    s = cfg.serve
-    key = s.api_key or (environ.get(s.api_key_env) if s.api_key_env else None) or None
-    return ServeSettings(host=str(s.host), port=s.port, api_key=key, batching=bool(s.batching),
-                         max_batch=s.max_batch, max_wait_ms=float(s.max_wait_ms), max_messages=s.max_messages,
-                         max_new_tokens_limit=s.max_new_tokens_limit, remember=bool(s.remember))
-
-
 @dataclass
 class ServeState:
     directory: CharacterDirectory
@@ -79,7 +74,7 @@ class ServeState:
 
     def __post_init__(self) -> None:
         self.directory.seed_all()
-        self.responder = Responder(self.chat, self.directory.now, self.seed)
+        self.responder = Responder(self.chat, self.directory.prompts, self.directory.now, self.seed)
         self.queue = BatchQueue(self.responder, self.settings.batch_limit, self.settings.max_wait_ms / 1000)
 
     @property

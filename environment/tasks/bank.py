@@ -5,26 +5,45 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from hydra.utils import instantiate, to_absolute_path
+from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from agents.bank import generate_template_bank, save_bank
 from agents.bank_llm import rewrite_with_llm
 from agents.importers import personachat_personas, read_personachat, read_profile
 from agents.persona import Persona
+from agents.reconstruction import Reconstructor, reconstruction_settings, summary
 from core.errors import UsageError, require
+from environment.build import build_model
 
 SOURCES = ("template", "personachat", "profile")
 
 
-def bank_task(cfg: DictConfig) -> None:
+def check(cfg: DictConfig) -> None:
+    """The source, generator, size and input file (a bad profile or Persona-Chat file fails here)."""
     settings = cfg.bank
     require(settings.source in SOURCES, "bank.source", f"one of {', '.join(SOURCES)}", settings.source)
     require(settings.generator in ("template", "llm"), "bank.generator", "template or llm",
             settings.generator)
+    if settings.source == "template":
+        require(isinstance(settings.per_type, int) and settings.per_type >= 1, "bank.per_type",
+                "a whole number >= 1", settings.per_type)
+        return
+    if not settings.path:
+        raise UsageError(f"bank.path is missing: bank.source={settings.source} reads a file")
+    path = Path(to_absolute_path(settings.path))
+    if settings.source == "personachat":
+        read_personachat(path, settings.split)
+    else:
+        read_profile(path)
+        reconstruction_settings(OmegaConf.to_container(cfg.reconstruction))
+
+
+def run(cfg: DictConfig) -> None:
+    settings = cfg.bank
     personas = _source_personas(cfg)
     if settings.generator == "llm" and settings.source == "template":
-        personas, failed = rewrite_with_llm(personas, instantiate(cfg.model), list(settings.llm_fields),
+        personas, failed = rewrite_with_llm(personas, build_model(cfg), list(settings.llm_fields),
                                             settings.retries)
         print(f"salon: the chat model rewrote {len(personas) * len(settings.llm_fields) - failed} "
               f"fields; {failed} kept their template text (see extra.llm_failed_fields)")
@@ -36,11 +55,9 @@ def bank_task(cfg: DictConfig) -> None:
 def _source_personas(cfg: DictConfig) -> list[Persona]:
     settings = cfg.bank
     if settings.source == "template":
-        require(isinstance(settings.per_type, int) and settings.per_type >= 1, "bank.per_type",
-                "a whole number >= 1", settings.per_type)
+        # The generator is this task's only consumer of randomness, so it takes the seed as is:
+        # seed 0 rewrites the shipped bank exactly (agents/bank.py).
         return generate_template_bank(settings.per_type, np.random.default_rng(cfg.seed))
-    if not settings.path:
-        raise UsageError(f"bank.path is missing: bank.source={settings.source} reads a file")
     path = Path(to_absolute_path(settings.path))
     if settings.source == "personachat":
         return personachat_personas(read_personachat(path, settings.split))
@@ -51,12 +68,7 @@ def _source_personas(cfg: DictConfig) -> list[Persona]:
 
 def _reconstructed(cfg: DictConfig, path: Path) -> Persona:
     """Character-LLM's experience reconstruction with the configured chat model."""
-    from agents.reconstruction import Reconstructor, reconstruction_settings, summary
-
     settings = reconstruction_settings(OmegaConf.to_container(cfg.reconstruction))
-    read_profile(path)  # a bad file fails here, before the model loads
-    from environment.build import build_model
-
     persona = Reconstructor(build_model(cfg), settings).reconstruct(path)
     print(f"salon: {persona.name}: {summary(persona)}")
     return persona

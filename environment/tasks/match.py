@@ -13,16 +13,17 @@ from omegaconf import DictConfig
 
 from agents.bank import load_bank
 from agents.persona import Persona
-from environment import build
-from environment.engine import ConversationEngine, EpisodePlan, StopRules
 from core.errors import require
 from core.records import Episode
+from core.rng import RngTree
+from environment import build
+from environment.engine import ConversationEngine, EpisodePlan
 from matching.compatibility import build_scorer
 from matching.dispatch import Match, Seeker, check_seeker, dispatch, format_matches, seeker_from
 from matching.scorers import persona_texts
 
 
-def check_match(cfg: DictConfig) -> None:
+def check(cfg: DictConfig) -> None:
     """Everything that needs no model: the seeker text, k, turns and the scorer's registry ref."""
     check_seeker(cfg.seeker)
     require(isinstance(cfg.match.k, int) and cfg.match.k >= 1, "match.k", "a whole number >= 1", cfg.match.k)
@@ -34,14 +35,13 @@ def check_match(cfg: DictConfig) -> None:
         resolve_scorer(cfg.match.scorer, cfg.paths.registry_root, "match.scorer")
 
 
-def match_task(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> None:
     run_match(cfg)
 
 
 def run_match(cfg: DictConfig, embedder: Any = None, model: Any = None) -> dict[str, Any]:
     """Dispatch (and chat, with ``match.chat``), print, write ``match.json``; return its record.
     The embedder and chat model are built from config unless given."""
-    check_match(cfg)
     bank = load_bank(build.bank_path(cfg))
     seeker = seeker_from(cfg.seeker, bank)
     embedder = embedder if embedder is not None else build.build_embedder(cfg)
@@ -66,23 +66,22 @@ def chat(cfg: DictConfig, seeker: Seeker, supporter: Persona, embedder: Any, mod
     folder = build.run_dir(cfg)
     model = model if model is not None else build.build_model(cfg)
     memory = build.build_memory(cfg, embedder, folder)
-    characters = build.build_characters([seeker.persona, supporter], memory, model, build.build_prompts(cfg))
+    characters = build.build_characters([seeker.persona, supporter], memory, model)
     seeds = [r for c in characters for r in c.seed_memories(0.0, cfg.memory.seed_importance)]
     if seeds:
         memory.add(seeds)
     roles = {seeker.persona.name: "seeker", supporter.name: "supporter"}
     plan = EpisodePlan("match-000", 0, (characters[0], characters[1]), roles)
-    episode = chat_engine(cfg).run([plan], np.random.default_rng(cfg.seed), now=0.0)[0]
+    episode = chat_engine(cfg).run([plan], RngTree(cfg.seed), now=0.0)[0]
     critic = build.build_critic(cfg, embedder, model)
     return episode.with_scores(critic.score([episode], {c.name: c.persona for c in characters})[0])
 
 
 def chat_engine(cfg: DictConfig) -> ConversationEngine:
-    conversation, turns = cfg.conversation, int(cfg.match.turns)
-    rules = StopRules(turns, min(conversation.min_turns, turns), conversation.stop_on_goodbye,
-                      conversation.repetition_threshold)
-    return ConversationEngine(rules, conversation.memory_k, conversation.retries, conversation.max_sentences,
-                              progress=False)
+    """The run's conversation settings, for ``match.turns`` turns and without progress bars."""
+    turns = int(cfg.match.turns)
+    return build.build_engine(cfg, progress=False, max_turns=turns,
+                              min_turns=min(cfg.conversation.min_turns, turns))
 
 
 def format_episode(episode: Episode) -> str:

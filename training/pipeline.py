@@ -1,4 +1,5 @@
-"""`task=train` and `task=evaluate`: fine-tune from logged episodes, compare on Persona-Chat."""
+"""From config to trained models, shared by `task=train` and `task=loop`: the runs to learn from,
+the chat dataset -> LoRA -> registry, and the scorer dataset -> cross-encoder -> registry."""
 
 from __future__ import annotations
 
@@ -7,28 +8,32 @@ from pathlib import Path
 
 import numpy as np
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from agents.bank import save_bank
 from agents.importers import personachat_episodes, personachat_personas, read_personachat
 from agents.models.loading import ModelSource, cached_folder, embedded_source, folder_source
-from environment import build
+from agents.models.registry import RegisteredModel
 from core.errors import UsageError
 from core.records import Episode
+from environment import build
+from environment.build import base_model_name, instantiate
+from memory.crossencoder import read_scorer_info
 from training.datasets import (
     BuiltDataset,
     EpisodeFilter,
     build_chat_dataset,
+    build_compatibility_dataset,
+    build_memory_selector_dataset,
     build_preference_dataset,
     save_dataset,
     split_characters,
     split_names,
 )
-from training.evaluate import evaluate_model, personachat_examples, write_results
 from training.lora import LoraTrainingConfig, TrainingResult, train_lora
-from training.registry import RegisteredModel
+from training.registry import ModelRegistry
 from training.runs import RunData, load_runs
-from training.swap import base_name, registry_of
+from training.scorers import CrossEncoderConfig, TrainedScorer, train_cross_encoder
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +68,22 @@ def _json(episode: Episode) -> str:
     return json.dumps(episode.to_dict()) + "\n"
 
 
-def training_runs(cfg: DictConfig, folder: Path) -> list[Path]:
+def check_source(cfg: DictConfig) -> None:
+    """`training.source`: the Persona-Chat file, or a non-empty list of run folders."""
     if cfg.training.source == "personachat":
-        return [personachat_run(cfg, folder)]
+        read_personachat(Path(to_absolute_path(cfg.eval.path)), "dev")
+        return
     if cfg.training.source != "runs":
         raise UsageError(f"training.source={cfg.training.source!r} is invalid: "
                          "allowed is runs or personachat")
     if not cfg.training.runs:
         raise UsageError("training.runs is empty: give run folders, e.g. training.runs=[outputs/runs/X]")
+
+
+def training_runs(cfg: DictConfig, folder: Path) -> list[Path]:
+    """The run folders to learn from (Persona-Chat dev is first written as one into ``folder``)."""
+    if cfg.training.source == "personachat":
+        return [personachat_run(cfg, folder)]
     return [Path(to_absolute_path(r)) for r in cfg.training.runs]
 
 
@@ -92,57 +105,41 @@ def train_chat(cfg: DictConfig, runs: list[Path], folder: Path, held_out: list[s
     base = base_source(cfg)  # fails fast if the model package is missing
     built = build_chat_data(cfg, load_runs(runs), held_out)
     save_dataset(built.dataset, folder / "dataset", built.card)
-    settings = LoraTrainingConfig(method=cfg.training.method, seed=cfg.seed,
-                                  **OmegaConf.to_container(cfg.training.lora))
+    settings: LoraTrainingConfig = instantiate(cfg.training.lora, "training.lora")
     result = train_lora(settings, base, built.dataset["train"], built.dataset["eval"], folder / "lora")
-    card = {"base_model": base_name(cfg.model), "dataset": built.card, "method": settings.method,
+    card = {"base_model": base_model_name(cfg.model), "dataset": built.card, "method": settings.method,
             "metrics": {"train_loss": result.train_loss, "eval_loss": result.eval_loss,
                         "steps": result.steps, "train_tokens": result.train_tokens,
                         "train_seconds": round(result.seconds, 1),
                         "train_tokens_per_second": round(result.tokens_per_second, 1)}}
-    registered = registry_of(cfg).register(name, "adapter", result.adapter_dir, card)
+    registered = writable_registry(cfg).register(name, "adapter", result.adapter_dir, card)
     return registered, result, built
 
 
-def train_task(cfg: DictConfig) -> None:
-    folder = build.run_dir(cfg)
-    if cfg.training.target != "chat":
-        from training.scorer_tasks import train_scorer_task
-
-        train_scorer_task(cfg, folder)
-        return
-    runs = training_runs(cfg, folder)
-    name = cfg.training.name or "chat"
-    registered, result, built = train_chat(cfg, runs, folder, list(cfg.training.held_out), name)
-    counts = {k: len(v) for k, v in built.dataset.items()}
-    print(f"salon: trained {registered.ref} on {counts} examples: train loss {result.train_loss:.3f}, "
-          f"eval loss {result.eval_loss if result.eval_loss is None else round(result.eval_loss, 3)}, "
-          f"{result.tokens_per_second:.0f} tokens/s; use it with model.adapter={registered.ref}")
+def writable_registry(cfg: DictConfig) -> ModelRegistry:
+    return ModelRegistry(build.registry_of(cfg).root)
 
 
-def adapters_to_evaluate(cfg: DictConfig) -> list[str]:
-    registry = registry_of(cfg)
-    if cfg.eval.adapters is not None:
-        return list(cfg.eval.adapters)
-    base = base_name(cfg.model)
-    return [m.ref for m in registry.list() if m.kind == "adapter" and m.card.get("base_model") == base
-            and m.version == registry.versions(m.name)[-1]]
+COLUMNS = {"memory_selector": ("classification", "history", "memory", "label"),
+           "compatibility": ("regression", "persona_a", "persona_b", "score")}
+SCORER_TARGETS = tuple(COLUMNS)
 
 
-def evaluate_task(cfg: DictConfig) -> None:
-    if cfg.eval.name != "personachat":
-        raise UsageError(f"eval={cfg.eval.name!r} is unknown: allowed is personachat")
-    path = Path(to_absolute_path(cfg.eval.path))
-    dialogues = read_personachat(path, cfg.eval.split)[: cfg.eval.dialogues or None]
-    examples = personachat_examples(dialogues, build.build_prompts(cfg), cfg.eval.max_per_dialogue)
-    refs = adapters_to_evaluate(cfg)
-    plan_cfg = OmegaConf.merge(cfg, {"model": {"adapter": None}})
-    from training.swap import AdapterPlan, resolve
+def train_scorer(cfg: DictConfig, runs: list[Path], folder: Path, target: str
+                 ) -> tuple[RegisteredModel, TrainedScorer]:
+    task, text_a, text_b, label = COLUMNS[target]
+    data = load_runs(runs)
+    rng = np.random.default_rng(cfg.seed)
+    split = split_characters(data.characters(), cfg.training.eval_fraction, rng, list(cfg.training.held_out))
+    built = (build_memory_selector_dataset(data, split, rng) if target == "memory_selector"
+             else build_compatibility_dataset(data, split))
+    save_dataset(built.dataset, folder / "dataset", built.card)
+    config: CrossEncoderConfig = instantiate(cfg.training.scorer, "training.scorer")(
+        output=str(folder / "scorer"), task=task)
+    trained = train_cross_encoder(config, built.dataset["train"], built.dataset["eval"],
+                                  text_a, text_b, label)
 
-    registry, base = registry_of(cfg), base_name(cfg.model)
-    found = [resolve(registry, r, "adapter", base, "eval.adapters") for r in refs]
-    model = build.build_model(plan_cfg, AdapterPlan(folders={m.ref: str(m.path) for m in found}))
-    results = [evaluate_model(model, examples, adapter, cfg.eval.max_new_tokens)
-               for adapter in ["", *(m.ref for m in found)]]
-    title = f"Persona-Chat {cfg.eval.split}: {len(dialogues)} dialogues, {len(examples)} replies"
-    print(write_results(build.run_dir(cfg), results, title))
+    card = {"base_model": read_scorer_info(trained.path).base, "dataset": built.card, "task": task,
+            "metrics": trained.metrics, "baseline_metrics": trained.baseline_metrics}
+    name = cfg.training.name or target.replace("_", "-")
+    return writable_registry(cfg).register(name, "scorer", trained.path, card), trained

@@ -18,15 +18,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents.bank import load_bank
 from agents.importers import read_personachat
-from environment import build
 from core.errors import UsageError, require
 from core.stats import mean_ci
-from environment.simulation import simulate_task
+from environment import build
+from environment.build import AdapterPlan, registry_of
 from environment.store import SQLiteEpisodeStore
+from environment.tasks import simulate
 from training.evaluate import evaluate_model, personachat_examples
 from training.loop_report import write_loop_report
-from training.swap import AdapterPlan, registry_of
-from training.tasks import base_source, train_chat
+from training.pipeline import base_source, train_chat
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,10 @@ class Generation:
         return {d: list(mean_ci(v)) for d, v in self.held_out_scores.items()}
 
 
-def check_loop(cfg: DictConfig) -> None:
+def check(cfg: DictConfig) -> None:
+    """The loop's settings, the Persona-Chat file, the base model, and everything a simulation
+    checks (each generation is one)."""
+    simulate.check(cfg)
     loop = cfg.loop
     require(isinstance(loop.generations, int) and loop.generations >= 1, "loop.generations",
             "a whole number >= 1", loop.generations)
@@ -106,7 +109,7 @@ def run_generation(cfg: DictConfig, folder: Path, index: int, adapter: str, held
     generation = Generation(index, adapter)
     gen_dir = folder / f"gen{index}"
     started = time.perf_counter()
-    simulate_task(generation_config(cfg, gen_dir, adapter))
+    simulate.run(generation_config(cfg, gen_dir, adapter))
     generation.seconds["simulate"] = round(time.perf_counter() - started, 1)
     held = held or choose_held_out(gen_dir, cfg.loop.held_out, cfg.seed)
     generation.held_out_scores, generation.episodes = held_out_scores(gen_dir, held)
@@ -130,8 +133,7 @@ def train_generation(cfg: DictConfig, folder: Path, generation: Generation, held
     return registered.ref
 
 
-def loop_task(cfg: DictConfig) -> None:
-    check_loop(cfg)
+def run(cfg: DictConfig) -> None:
     folder = build.run_dir(cfg)
     OmegaConf.save(cfg, folder / "config.yaml", resolve=True)
     adapter, held, generations = cfg.model.adapter or "", None, []

@@ -13,43 +13,60 @@ from tqdm.auto import tqdm
 
 from agents.bank import load_bank, save_bank
 from agents.persona import Persona
+from core.errors import require
+from core.rng import RngTree
 from environment import build
-from environment.engine import model_label
 from environment.exports import export_run
 from environment.society import Society
 from environment.store import SQLiteEpisodeStore
-from environment.validation import check_simulation
-from matching.checks import build_policy
-from training.swap import adapter_plan
+from environment.validation import RUN_CHECKS, check_values
 
 log = logging.getLogger(__name__)
 
 
-def society_personas(cfg: DictConfig, folder: Path, rng: np.random.Generator) -> list[Persona]:
-    """The run's characters: chosen from the bank once, then read back from the run folder."""
+def check(cfg: DictConfig) -> None:
+    """Every part of the society builds (constructors check their values; nothing loads), the
+    adapters and the memory selector resolve in the registry, and the bank has enough people."""
+    check_values(cfg, RUN_CHECKS)
+    settings = build.society_settings(cfg)
+    bank = load_bank(build.bank_path(cfg))
+    require(settings.size <= len(bank), "society.size",
+            f"allowed is at most the bank's {len(bank)} characters", settings.size)
+    build.build_engine(cfg)
+    plan = build.adapter_plan(cfg)
+    model = build.build_model(cfg, plan)
+    embedder = build.build_embedder(cfg)
+    build.instantiate(cfg.memory.store, "memory.store", embedder=embedder, path="")
+    if cfg.memory.selector:
+        build.selector_model(cfg)
+    build.build_policy(cfg, embedder)
+    build.build_critic(cfg, embedder, model)
+
+
+def society_personas(cfg: DictConfig, folder: Path, rng: RngTree, plan: build.AdapterPlan) -> list[Persona]:
+    """The run's characters (and its A/B cohort): drawn once, then read back from the run folder."""
     saved = folder / "characters.jsonl"
     if saved.is_file():
         return load_bank(saved)
-    personas = build.choose_personas(cfg, rng)
+    personas = build.draw_cohort(build.choose_personas(cfg, rng), plan, rng)
     save_bank(personas, saved)
     return personas
 
 
 def make_society(cfg: DictConfig, folder: Path, store: SQLiteEpisodeStore) -> Society:
-    rng = np.random.default_rng(cfg.seed)
-    personas = society_personas(cfg, folder, rng)
-    plan = adapter_plan(cfg)
+    rng = RngTree(cfg.seed)
+    plan = build.adapter_plan(cfg)
+    personas = society_personas(cfg, folder, rng, plan)
     embedder = build.build_embedder(cfg)
-    policy = build_policy(cfg, embedder)
+    policy = build.build_policy(cfg, embedder)
     model = build.build_model(cfg, plan)
     memory = build.build_memory(cfg, embedder, folder)
-    characters = build.build_characters(personas, memory, model, build.build_prompts(cfg), plan, rng)
-    return Society(characters, policy, build.build_engine(cfg, cfg.simulation.progress),
-                   build.build_critic(cfg, embedder, model), store, rng, build.encounter_settings(cfg))
+    characters = build.build_characters(personas, memory, model, plan)
+    return Society(characters, policy, build.build_engine(cfg), build.build_critic(cfg, embedder, model),
+                   store, rng, build.society_settings(cfg).encounters)
 
 
-def simulate_task(cfg: DictConfig) -> None:
-    check_simulation(cfg)
+def run(cfg: DictConfig) -> None:
     folder = build.run_dir(cfg)
     if not cfg.resume:
         OmegaConf.save(cfg, folder / "config.yaml", resolve=True)
@@ -88,7 +105,7 @@ def run_rounds(society: Society, store: SQLiteEpisodeStore, rounds: int, progres
 def run_summary(cfg: DictConfig, society: Society) -> dict[str, str]:
     weights = ", ".join(f"{d} {s.weight:g}" for d, s in society.critic.dimensions.items() if s.weight)
     return {
-        "model": model_label(society.characters[0]),
+        "model": society.characters[0].label(),
         "matching": type(society.policy).__name__,
         "characters": str(len(society.characters)),
         "rounds": str(cfg.simulation.rounds),

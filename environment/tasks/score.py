@@ -8,9 +8,9 @@ from pathlib import Path
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
-from environment import build
 from core.errors import UsageError
 from core.records import Episode
+from environment import build
 
 
 def read_episodes(path: Path) -> list[Episode]:
@@ -30,10 +30,21 @@ def read_episodes(path: Path) -> list[Episode]:
     return episodes
 
 
-def score_task(cfg: DictConfig) -> None:
+def input_path(cfg: DictConfig) -> Path:
     if not cfg.input:
         raise UsageError("input is missing: python run.py task=score input=<episodes.jsonl>")
-    source = Path(to_absolute_path(cfg.input))
+    return Path(to_absolute_path(cfg.input))
+
+
+def check(cfg: DictConfig) -> None:
+    """The input holds episodes, and the critic builds."""
+    read_episodes(input_path(cfg))
+    embedder = build.build_embedder(cfg)
+    build.build_critic(cfg, embedder, build.build_model(cfg) if _judge_weighted(cfg) else None)
+
+
+def run(cfg: DictConfig) -> None:
+    source = input_path(cfg)
     episodes = read_episodes(source)
     embedder = build.build_embedder(cfg)
     model = build.build_model(cfg) if _judge_weighted(cfg) else None

@@ -1,0 +1,169 @@
+"""Control flow of the one batched turn, the engine and the society, with a fake per seam
+(tests/fakes.py): no model loads, so these run in seconds (`pytest -m fast`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agents.character import Character
+from agents.chat import ChatSession, ChatSettings
+from agents.persona import Persona
+from agents.prompting import PromptBuilder
+from agents.turns import CallStats, Sampling, TurnRequest, TurnSettings, take_turns
+from core.records import MemoryRecord
+from core.rng import RngTree
+from environment.engine import ConversationEngine, EpisodePlan
+from environment.society import Society
+from environment.store import SQLiteEpisodeStore
+from matching.policies import RandomPairing
+from tests.fakes import FlatCritic, InMemoryMemoryStore, ScriptedChatModel, says
+
+pytestmark = pytest.mark.fast
+PROMPTS = PromptBuilder()
+
+
+def person(index: int) -> Persona:
+    return Persona(id=f"p{index}", name=f"Person {index}", facts=(f"I collect stamp number {index}.",))
+
+
+def character(index: int, memory=None, model=None, adapter: str = "") -> Character:
+    return Character(person(index), memory or InMemoryMemoryStore(),
+                     model or ScriptedChatModel(says("Hello there, nice to meet you.")), adapter=adapter)
+
+
+def request(speaker: Character, partner: str = "Person 9", role: str = "peer") -> TurnRequest:
+    return TurnRequest(speaker, (("Person 9", "Hi! What do you like to do?"),), partner, role)
+
+
+def test_only_rejected_replies_are_asked_again_and_every_attempt_counts() -> None:
+    model = ScriptedChatModel(lambda messages, number: "" if number == 0 else "I like long walks by the sea.")
+    speakers = [character(0, model=model), character(1, model=model)]
+    replies = take_turns([request(s) for s in speakers], PROMPTS, TurnSettings(retries=2), 0.0, Sampling(5))
+    assert [r.text for r in replies] == ["I like long walks by the sea."] * 2
+    assert [c["size"] for c in model.calls] == [2, 2]  # both failed at first, so both are retried
+    assert [c["seed"] for c in model.calls] == [5, 6]  # a retry samples with the next seed
+    assert all(r.completion_tokens == 7 for r in replies)  # the 7 words of the one accepted reply
+    assert all(r.prompt_tokens > 0 for r in replies)
+
+
+def test_a_reply_that_never_passes_stays_an_error() -> None:
+    model = ScriptedChatModel(says("As an AI language model I cannot say."))
+    reply = take_turns([request(character(0, model=model))], PROMPTS, TurnSettings(retries=1), 0.0,
+                       Sampling(0))[0]
+    assert not reply.ok and "AI" in reply.error and len(model.calls) == 2
+
+
+def test_one_recall_per_memory_store_and_one_call_per_model() -> None:
+    store_a, store_b = InMemoryMemoryStore(), InMemoryMemoryStore()
+    for store, index in ((store_a, 0), (store_b, 2)):
+        store.add([MemoryRecord(f"p{index}", "I once sailed to Crete.", "seed", 0.5, 0.0)])
+    model_a, model_b = ScriptedChatModel(says("Sailing is lovely.")), ScriptedChatModel(says("Hello again."))
+    speakers = [character(0, store_a, model_a, "chat:1"), character(1, store_a, model_b),
+                character(2, store_b, model_a), character(3, store_b, model_b)]
+    replies = take_turns([request(s) for s in speakers], PROMPTS, TurnSettings(), 0.0, Sampling(0))
+    assert (store_a.searches, store_b.searches) == (1, 1)
+    assert [c["size"] for c in model_a.calls] == [2] and [c["size"] for c in model_b.calls] == [2]
+    assert model_a.calls[0]["adapters"] == ["chat:1", ""] and model_b.calls[0]["adapters"] is None
+    assert [m.text for m in replies[0].recalled] == ["I once sailed to Crete."] and not replies[1].recalled
+
+
+def test_streamed_text_reaches_the_callers_own_index_and_stats_add_up() -> None:
+    model = ScriptedChatModel(lambda messages, number: "Fine, thanks." if number else "")
+    seen: dict[int, str] = {}
+    stats = CallStats(keep_prompts=True)
+    speakers = [character(i, model=model) for i in range(3)]
+    take_turns([request(s) for s in speakers], PROMPTS, TurnSettings(), 0.0, Sampling(0),
+               on_text=lambda index, text: seen.__setitem__(index, text), stats=stats)
+    assert seen == {0: "Fine, thanks.", 1: "Fine, thanks.", 2: "Fine, thanks."}
+    assert stats.model_calls == 2 and len(stats.prompts) == 6
+    assert stats.completion_tokens == 3 * len(["Fine,", "thanks."])
+
+
+def plan(index: int, a: Character, b: Character) -> EpisodePlan:
+    return EpisodePlan(f"r000-e{index:03d}", 0, (a, b), {a.name: "peer", b.name: "peer"})
+
+
+def test_the_engine_stops_each_episode_on_its_own_rule() -> None:
+    lines = {"Person 0": ["I love hiking in the hills.", "Goodbye, take care!"],
+             "Person 2": ["I read books about the sea.", "I read books about the sea."],
+             "Person 4": ["", "", ""]}
+
+    def script(messages, number):
+        speaker = str(messages[0].content).split("You are ")[1].split(".")[0].split(",")[0]
+        said = lines.get(speaker, ["Tell me more about that, please."])
+        return said[min(number, len(said) - 1)]
+
+    model = ScriptedChatModel(script)
+    people = [character(i, model=model) for i in range(6)]
+    engine = ConversationEngine(PROMPTS, max_turns=6, min_turns=2, retries=0, progress=False)
+    episodes = engine.run([plan(i, people[2 * i], people[2 * i + 1]) for i in range(3)], RngTree(0), 0.0)
+    assert [e.stop_reason for e in episodes] == ["goodbye", "repetition", "failed_reply"]
+    assert [len(e.turns) for e in episodes] == [3, 3, 1]
+    assert episodes[2].turns[0].failed and episodes[2].turns[0].error
+
+
+def test_goals_in_self_play_come_from_the_goal_stream() -> None:
+    model = ScriptedChatModel(says("That sounds wonderful, tell me more."))
+    people = [character(i, model=model) for i in range(2)]
+    engine = ConversationEngine(PROMPTS, max_turns=4, min_turns=4, repetition_threshold=1.1, goals="policy",
+                                progress=False)
+    first = engine.run([plan(0, *people)], RngTree(3), 0.0)[0]
+    again = engine.run([plan(0, *people)], RngTree(3), 0.0)[0]
+    goals = [t.goal for t in first.turns]
+    assert all(goals[0::2]) and not any(goals[1::2]) and goals == [t.goal for t in again.turns]
+
+
+def society(path: Path, seed: int, engine: ConversationEngine | None = None) -> Society:
+    memory = InMemoryMemoryStore()
+    model = ScriptedChatModel(says("I grow tomatoes on my balcony every summer."))
+    people = [character(i, memory, model) for i in range(5)]
+    engine = engine or ConversationEngine(PROMPTS, max_turns=2, min_turns=1, progress=False)
+    return Society(people, RandomPairing(), engine, FlatCritic(), SQLiteEpisodeStore(path), RngTree(seed))
+
+
+def test_a_round_stores_scored_episodes_and_their_memories(tmp_path: Path) -> None:
+    world = society(tmp_path / "s.sqlite", 1)
+    kept = world.run_round(0)
+    assert len(kept) == 2 and world.store.count() == 2 and world.store.completed_rounds() == 1
+    assert all(e.scores is not None and e.scores.overall == 3.0 for e in world.store.episodes())
+    memory = world.characters[0].memory
+    assert {r.episode_id for _, r in memory.records} == {e.id for e in kept}
+
+
+class _StopAfter(ConversationEngine):
+    """Ctrl-C after the first episode of the round has finished."""
+
+    def run(self, plans, rng, now):
+        from environment.engine import Interrupted
+
+        finished = super().run(plans, rng, now)
+        raise Interrupted(finished[:1])
+
+
+def test_a_resumed_round_replays_the_same_pairs_without_duplicates(tmp_path: Path) -> None:
+    reference = society(tmp_path / "reference.sqlite", 15)
+    for index in range(3):
+        reference.run_round(index)
+    path = tmp_path / "resumed.sqlite"
+    first = society(path, 15)
+    first.run_round(0)
+    first.run_round(1)
+    with pytest.raises(KeyboardInterrupt):
+        society(path, 15, _StopAfter(PROMPTS, max_turns=2, min_turns=1, progress=False)).run_round(2)
+    resumed = society(path, 15)
+    resumed.run_round(2)
+    assert [e.participants for e in resumed.store.episodes()] == \
+        [e.participants for e in reference.store.episodes()]
+    assert resumed.store.count() == reference.store.count() == 6
+
+
+def test_a_chat_session_remembers_only_successful_exchanges() -> None:
+    memory = InMemoryMemoryStore()
+    model = ScriptedChatModel(lambda messages, number: "" if number < 3 else "I feed the ducks on Sundays.")
+    session = ChatSession(character(0, memory, model), ChatSettings(retries=2), PROMPTS, now=0.0)
+    failed = session.send("What do you do on weekends?")
+    assert not failed.ok and memory.count() == 0 and session.history == []
+    answered = session.send("And on Sundays?")
+    assert answered.ok and memory.count("p0") == 1 and len(session.history) == 2

@@ -1,0 +1,49 @@
+"""`task=evaluate eval=personachat eval.split=dev`: PersonaGPT's Persona-Chat table (perplexity
+and F1) for the base model and registered adapters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+from agents.importers import read_personachat
+from agents.models.registry import resolve_model
+from core.errors import UsageError
+from environment import build
+from environment.build import AdapterPlan, base_model_name, registry_of
+from training.evaluate import evaluate_model, personachat_examples, write_results
+
+
+def check(cfg: DictConfig) -> None:
+    """The evaluation set exists and every adapter to compare resolves on this base model."""
+    if cfg.eval.name != "personachat":
+        raise UsageError(f"eval={cfg.eval.name!r} is unknown: allowed is personachat")
+    read_personachat(Path(to_absolute_path(cfg.eval.path)), cfg.eval.split)
+    registry, base = registry_of(cfg), base_model_name(cfg.model)
+    for ref in adapters_to_evaluate(cfg):
+        resolve_model(registry, ref, "adapter", base, "eval.adapters")
+
+
+def adapters_to_evaluate(cfg: DictConfig) -> list[str]:
+    registry = registry_of(cfg)
+    if cfg.eval.adapters is not None:
+        return list(cfg.eval.adapters)
+    base = base_model_name(cfg.model)
+    return [m.ref for m in registry.list() if m.kind == "adapter" and m.card.get("base_model") == base
+            and m.version == registry.versions(m.name)[-1]]
+
+
+def run(cfg: DictConfig) -> None:
+    path = Path(to_absolute_path(cfg.eval.path))
+    dialogues = read_personachat(path, cfg.eval.split)[: cfg.eval.dialogues or None]
+    examples = personachat_examples(dialogues, build.build_prompts(cfg), cfg.eval.max_per_dialogue)
+    registry, base = registry_of(cfg), base_model_name(cfg.model)
+    found = [resolve_model(registry, r, "adapter", base, "eval.adapters") for r in adapters_to_evaluate(cfg)]
+    plan_cfg = OmegaConf.merge(cfg, {"model": {"adapter": None}})
+    model = build.build_model(plan_cfg, AdapterPlan(folders={m.ref: str(m.path) for m in found}))
+    results = [evaluate_model(model, examples, adapter, cfg.eval.max_new_tokens)
+               for adapter in ["", *(m.ref for m in found)]]
+    title = f"Persona-Chat {cfg.eval.split}: {len(dialogues)} dialogues, {len(examples)} replies"
+    print(write_results(build.run_dir(cfg), results, title))

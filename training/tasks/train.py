@@ -1,0 +1,51 @@
+"""`task=train`: a LoRA chat adapter (SFT or DPO) or a BERT-style scorer (memory selector,
+compatibility) from logged runs or Persona-Chat dev, registered for swapping back in."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from core.errors import require
+from environment import build
+from environment.build import instantiate
+from training.pipeline import (
+    SCORER_TARGETS,
+    base_source,
+    check_source,
+    train_chat,
+    train_scorer,
+    training_runs,
+)
+
+TARGETS = ("chat", *SCORER_TARGETS)
+
+
+def check(cfg: DictConfig) -> None:
+    """The target, source and runs, the training settings, and the base model on disk."""
+    target = cfg.training.target
+    require(target in TARGETS, "training.target", f"allowed is {', '.join(TARGETS)}", target)
+    check_source(cfg)
+    if target == "chat":
+        instantiate(cfg.training.lora, "training.lora")
+        base_source(cfg)
+    else:
+        instantiate(cfg.training.scorer, "training.scorer")(output="unused")
+
+
+def run(cfg: DictConfig) -> None:
+    folder = build.run_dir(cfg)
+    runs = training_runs(cfg, folder)
+    if cfg.training.target != "chat":
+        registered, trained = train_scorer(cfg, runs, folder, cfg.training.target)
+        use = ("memory.selector" if cfg.training.target == "memory_selector"
+               else "matching=compatibility matching.scorer")
+        print(f"salon: trained {registered.ref}: held-out {trained.metrics} (embedding baseline "
+              f"{trained.baseline_metrics}); use it with {use}={registered.ref}")
+        return
+    name = cfg.training.name or "chat"
+    registered, result, built = train_chat(cfg, runs, folder, list(cfg.training.held_out), name)
+    counts = {k: len(v) for k, v in built.dataset.items()}
+    eval_loss = result.eval_loss if result.eval_loss is None else round(result.eval_loss, 3)
+    print(f"salon: trained {registered.ref} on {counts} examples: train loss {result.train_loss:.3f}, "
+          f"eval loss {eval_loss}, {result.tokens_per_second:.0f} tokens/s; "
+          f"use it with model.adapter={registered.ref}")
