@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.persona import Persona
+from core.errors import InvalidValue, is_number, require
 from core.records import Episode, Scores
 from core.seams import Judgement, Scorer
 
@@ -25,12 +26,22 @@ class DimensionSpec:
     experts: Mapping[str, float]
 
     def __post_init__(self) -> None:
-        if self.weight < 0 or any(w < 0 for w in self.experts.values()):
-            raise ValueError("critic weights must be >= 0")
+        require(is_number(self.weight, 0), "weight", "allowed is a number >= 0", self.weight)
+        for name, weight in self.experts.items():
+            require(is_number(weight, 0), f"experts.{name}", "allowed is a number >= 0", weight)
 
     @property
     def active_experts(self) -> dict[str, float]:
         return {name: w for name, w in self.experts.items() if w > 0}
+
+
+def _dimension(name: str, spec: Mapping[str, Any] | DimensionSpec) -> DimensionSpec:
+    if isinstance(spec, DimensionSpec):
+        return spec
+    try:
+        return DimensionSpec(spec["weight"], dict(spec["experts"]))
+    except InvalidValue as error:
+        raise error.at(f"dimensions.{name}") from None
 
 
 def build_with(factory: Callable[..., Any], **resources: Any) -> Any:
@@ -47,18 +58,15 @@ class Critic:
         dimensions: Mapping[str, Mapping[str, Any] | DimensionSpec],
         **resources: Any,
     ) -> None:
-        self.dimensions = {name: spec if isinstance(spec, DimensionSpec)
-                           else DimensionSpec(float(spec["weight"]), dict(spec["experts"]))
-                           for name, spec in dimensions.items()}
+        self.dimensions = {name: _dimension(name, spec) for name, spec in dimensions.items()}
         needed = {e for spec in self.dimensions.values() for e in spec.active_experts}
-        unknown = needed - set(scorers)
-        if unknown:
-            raise ValueError(f"critic experts without a scorer: {sorted(unknown)}")
+        unknown = sorted(needed - set(scorers))
+        require(not unknown, "dimensions", f"every expert needs a scorer; {unknown} have none")
         self.embedder = resources.get("embedder")
         self.scorers = {name: factory if hasattr(factory, "score") else build_with(factory, **resources)
                         for name, factory in scorers.items() if name in needed}
-        if not any(spec.weight > 0 for spec in self.dimensions.values()):
-            raise ValueError("at least one critic dimension needs a weight > 0")
+        require(any(spec.weight > 0 for spec in self.dimensions.values()), "dimensions",
+                "at least one dimension needs a weight > 0")
 
     def __call__(self, episode: Episode, personas: Mapping[str, Persona] | None = None) -> Scores:
         return self.score([episode], personas)[0]

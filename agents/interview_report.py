@@ -30,10 +30,6 @@ VALIDITY_NOTE = (
     "metric proxy here.")
 
 
-def model_name(model: Any) -> str:
-    return str(getattr(model, "model_name", None) or type(model).__name__)
-
-
 def control_texts(persona: Persona) -> list[str]:
     """Profile texts of unrelated characters (the shipped bank) for the similarity control."""
     return [t for p in load_bank(DEFAULT_BANK) if p.id != persona.id for t in (*p.facts, *p.memories)]

@@ -24,10 +24,9 @@ class InvalidValue(UsageError):
         self.key, self.allowed, self.value = key, allowed, value
         super().__init__(_message(key, allowed, value))
 
-    def at(self, prefix: str) -> UsageError:
+    def at(self, prefix: str) -> InvalidValue:
         """The same error with its key under ``prefix`` (e.g. ``society.attributes``)."""
-        key = f"{prefix}.{self.key}" if prefix else self.key
-        return UsageError(_message(key, self.allowed, self.value))
+        return InvalidValue(f"{prefix}.{self.key}" if prefix else self.key, self.allowed, self.value)
 
 
 class MissingPackageError(SalonError):

@@ -5,6 +5,7 @@ one place that knows where in the config a part came from, so it names the key o
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,15 @@ def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
         return hydra.utils.instantiate(node, **kwargs)
     except InstantiationException as error:
         raise _one_line(error, key) from None
+
+
+def complete(partial: Callable[..., Any], key: str, **kwargs: Any) -> Any:
+    """Call a config group's partial (`_partial_: true`) with what only the caller has; a bad
+    value it reports is named by its full config key, as `instantiate` does."""
+    try:
+        return partial(**kwargs)
+    except InvalidValue as error:
+        raise error.at(key) from None
 
 
 def _one_line(error: InstantiationException, key: str) -> Exception:
@@ -93,7 +103,7 @@ def build_model(cfg: DictConfig, plan: AdapterPlan | None = None) -> ChatModel:
     """The chat model, with every adapter the plan names loaded onto it (peft multi-adapter)."""
     plan = plan if plan is not None else adapter_plan(cfg)
     if not plan.folders:
-        return instantiate(cfg.model, "model", **({"adapter": ""} if "adapter" in cfg.model else {}))
+        return instantiate(cfg.model, "model", **({"adapter": None} if "adapter" in cfg.model else {}))
     return instantiate(cfg.model, "model", adapters=plan.folders, adapter=plan.default)
 
 
@@ -113,7 +123,8 @@ def selector_model(cfg: DictConfig) -> RegisteredModel:
 
 
 def build_critic(cfg: DictConfig, embedder: Embedder, model: ChatModel | None) -> Critic:
-    return instantiate(cfg.critic, "critic")(embedder=embedder, model=model)
+    """The critic partial, completed with the run's embedder and chat model (shared by its experts)."""
+    return complete(instantiate(cfg.critic, "critic"), "critic", embedder=embedder, model=model)
 
 
 def build_prompts(cfg: DictConfig) -> PromptBuilder:

@@ -50,10 +50,10 @@ class BanditPairing(ScorePairing):
                  prior_sd: float = 0.5, noise_sd: float = 0.75, offset_strength: float = 10.0,
                  exact_limit: int = EXACT_LIMIT) -> None:
         super().__init__(0.0, exact_limit)
-        require(algorithm in ALGORITHMS, "matching.algorithm", f"one of {', '.join(ALGORITHMS)}", algorithm)
-        require(prior_sd > 0 and noise_sd > 0, "matching.prior_sd/noise_sd", "numbers > 0",
+        require(algorithm in ALGORITHMS, "algorithm", f"allowed is one of {', '.join(ALGORITHMS)}", algorithm)
+        require(prior_sd > 0 and noise_sd > 0, "prior_sd/noise_sd", "allowed is numbers > 0",
                 (prior_sd, noise_sd))
-        require(exploration >= 0, "matching.exploration", "a number >= 0", exploration)
+        require(exploration >= 0, "exploration", "allowed is a number >= 0", exploration)
         self.algorithm = algorithm
         self.exploration = float(exploration)
         self.prior_sd, self.noise_sd = float(prior_sd), float(noise_sd)

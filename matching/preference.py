@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import networkx as nx
 import numpy as np
 
-from core.errors import require
+from core.errors import is_number, is_whole, require
 from core.records import Episode
 from matching.assignment import EXACT_LIMIT, max_weight_pairs
 from matching.features import (
@@ -40,7 +40,8 @@ class ScorePairing:
     name = "score"
 
     def __init__(self, repeat_penalty: float = 0.0, exact_limit: int = EXACT_LIMIT) -> None:
-        require(repeat_penalty >= 0, "matching.repeat_penalty", "a number >= 0", repeat_penalty)
+        require(is_number(repeat_penalty, 0), "repeat_penalty", "allowed is a number >= 0", repeat_penalty)
+        require(is_whole(exact_limit, 0), "exact_limit", "allowed is a whole number >= 0", exact_limit)
         self.repeat_penalty = float(repeat_penalty)
         self.exact_limit = int(exact_limit)
 
@@ -75,7 +76,7 @@ class HomophilyPairing(ScorePairing):
                  exact_limit: int = EXACT_LIMIT) -> None:
         super().__init__(repeat_penalty, exact_limit)
         require(mbti_weight >= 0 and embedding_weight >= 0 and mbti_weight + embedding_weight > 0,
-                "matching.mbti_weight/embedding_weight", "numbers >= 0, not both 0",
+                "mbti_weight/embedding_weight", "allowed is numbers >= 0, not both 0",
                 (mbti_weight, embedding_weight))
         self.mbti_weight = float(mbti_weight)
         self.embedding_weight = float(embedding_weight)
@@ -112,7 +113,7 @@ class GraphPairing(ScorePairing):
     def __init__(self, explore: float = 0.2, stranger_score: float = 3.0, explore_bonus: float = 10.0,
                  exact_limit: int = EXACT_LIMIT) -> None:
         super().__init__(0.0, exact_limit)
-        require(0 <= explore <= 1, "matching.explore", "a number from 0 to 1", explore)
+        require(is_number(explore, 0, 1), "explore", "allowed is a number from 0 to 1", explore)
         self.explore = float(explore)
         self.stranger_score = float(stranger_score)
         self.explore_bonus = float(explore_bonus)

@@ -89,7 +89,7 @@ class TrainedCompatibility:
 
     def __init__(self, path: str, embedder: Embedder | None = None, shortlist: int = 32,
                  device: str = "auto", batch_size: int = 64, dtype: str = "auto") -> None:
-        require(shortlist >= 1, "shortlist", "a whole number >= 1", shortlist)
+        require(shortlist >= 1, "shortlist", "allowed is a whole number >= 1", shortlist)
         info = read_scorer_info(path)
         if info.task != "regression":
             raise UsageError(f"compatibility scorer {path!r} is a {info.task} scorer; it needs one "

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import MissingPackageError, UsageError
+from core.files import atomic_file
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -104,11 +105,8 @@ class SentenceEmbedder:
                 self._cache[text] = vector
             return vectors
         vectors = self(list(texts))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.partial")
-        with partial.open("wb") as out:
+        with atomic_file(path, "wb") as out:  # a concurrent reader sees the whole file or none
             np.save(out, vectors, allow_pickle=False)
-        partial.replace(path)  # atomic: a concurrent reader sees the whole file or none
         return vectors
 
     def _fingerprint(self, texts: Sequence[str]) -> str:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import UsageError
-from core.records import Recalled
+from core.records import MemoryRecord, Recalled
+from core.seams import MemoryStore
 from memory.crossencoder import MINILM_NAME, CrossEncoder, read_scorer_info
 
 SELECTOR_KEY = "selector_probability"
@@ -78,11 +79,29 @@ class SelectedMemory:
     selector keep the best k (CharacterChat's info selecter); only kept memories are
     reinforced. Everything else is the wrapped store's."""
 
-    def __init__(self, store: Any, selector: MemorySelector, fetch: int = 4) -> None:
+    def __init__(self, store: MemoryStore, selector: MemorySelector, fetch: int = 4) -> None:
         self.store, self.selector, self.fetch = store, selector, fetch
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
+    def add(self, records: Sequence[MemoryRecord]) -> list[str]:
+        return self.store.add(records)
+
+    def reinforce(self, recalled: Sequence[Recalled], now: float) -> None:
+        self.store.reinforce(recalled, now)
+
+    def forget(self, owner: str, now: float) -> int:
+        return self.store.forget(owner, now)
+
+    def forget_episodes(self, episode_ids: Sequence[str]) -> None:
+        self.store.forget_episodes(episode_ids)
+
+    def count(self, owner: str | None = None) -> int:
+        return self.store.count(owner)
+
+    def memories(self, owner: str) -> list[dict[str, Any]]:
+        return self.store.memories(owner)
+
+    def get(self, ids: Sequence[str]) -> dict[str, str]:
+        return self.store.get(ids)
 
     def search(self, owner: str, query: str, k: int, now: float) -> list[Recalled]:
         return self.search_many([(owner, query)], k, now)[0]

@@ -29,6 +29,8 @@ from agents.bank_llm import parse_field_text, rewrite_with_llm
 from agents.persona import MBTI_TYPES, PROFILE_FIELDS, Persona
 from core.errors import UsageError
 
+pytestmark = pytest.mark.fast
+
 
 @pytest.fixture(scope="module")
 def bank() -> list[Persona]:

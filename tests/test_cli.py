@@ -51,9 +51,29 @@ def assert_usage_error(tmp_path: Path, result: subprocess.CompletedProcess, seco
     ("conversation.min_turns=9", "conversation.min_turns=9"),
     ("society.size=65", "society.size=65"),
     ("model.temperature=-1", "model.temperature"),
+    # every config group that builds an object reports its bad values the same way
+    ("embedder.path=/nope", "embedder.path='/nope'"),
+    ("memory.store.mode=bogus", "memory.store.mode='bogus'"),
+    ("memory.store.candidates=0", "memory.store.candidates=0"),
+    ("society.attributes.attitude=angry", "society.attributes.attitude='angry'"),
+    ("society.support_share=2", "society.support_share=2"),
+    ("conversation.goals=bogus", "conversation.goals='bogus'"),
+    ("conversation.memory_k=-1", "conversation.memory_k=-1"),
+    ("conversation.max_turns=0", "conversation.max_turns=0"),
+    ("model=openai model.max_concurrency=0", "model.max_concurrency=0"),
+    ("matching=homophily matching.exact_limit=-3", "matching.exact_limit"),
+    ("critic.dimensions.naturalness.weight=-1", "critic"),
+    ("chat.max_message_chars=0 task=chat character=intj-001", "chat.max_message_chars=0"),
+    ("serve.port=99999 task=serve", "serve.port=99999"),
+    ("serve.host=0.0.0.0 task=serve", "serve.host='0.0.0.0'"),
+    ("task=train training.runs=[x] training.lora.rank=0", "training.lora.rank=0"),
+    ("task=train training.target=compatibility training.runs=[x] training.scorer.epochs=0",
+     "training.scorer.epochs=0"),
+    ("task=chat character=Nobody", "no character 'Nobody'"),
+    ("seed=-1", "seed=-1"),
 ])
 def test_bad_values_fail_fast_with_one_line(tmp_path: Path, override: str, key: str) -> None:
-    result, seconds = run_salon(tmp_path, override)
+    result, seconds = run_salon(tmp_path, *override.split(" "))
     assert_usage_error(tmp_path, result, seconds, key)
 
 

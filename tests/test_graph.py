@@ -21,6 +21,8 @@ from environment.graph import (
     update_graph,
 )
 
+pytestmark = pytest.mark.fast
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

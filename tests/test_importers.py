@@ -16,6 +16,8 @@ from agents.importers import (
 )
 from core.errors import UsageError
 
+pytestmark = pytest.mark.fast
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PERSONACHAT = DATA / "personachat" / "valid_both_original_no_cands.txt"
 PROFILES = DATA / "character-llm" / "profiles"

@@ -16,6 +16,8 @@ from core.records import Episode, Turn
 from environment.graph import build_graph, update_graph
 from matching.policies import RandomPairing, RoundRobinPairing, conversations_so_far, sit_out
 
+pytestmark = pytest.mark.fast
+
 POLICIES = [RandomPairing(), RoundRobinPairing()]
 
 

@@ -9,6 +9,8 @@ import pytest
 
 from core.records import Episode, Scene, Scores, Turn
 
+pytestmark = pytest.mark.fast
+
 EXPORT_FIELDS = {"id", "round", "participants", "personas", "roles", "turns", "scores", "model"}
 TURN_FIELDS = {"speaker", "text", "memory_ids", "prompt_tokens", "completion_tokens"}
 

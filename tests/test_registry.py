@@ -12,6 +12,8 @@ from safetensors.numpy import load_file, save_file
 from core.errors import UsageError
 from training.registry import ModelRegistry
 
+pytestmark = pytest.mark.fast
+
 CARD = {"base_model": "SmolLM2-135M-Instruct", "metrics": {"eval_loss": 2.5},
         "dataset": {"kind": "chat", "counts": {"train": 7, "eval": 1}, "runs": [{"name": "run-a"}]}}
 

@@ -7,6 +7,8 @@ import pytest
 from agents.chat import ReplyStream
 from agents.replies import clean_reply, is_goodbye, is_repetition, settled_sentences, whole_sentences
 
+pytestmark = pytest.mark.fast
+
 
 def cleaned(raw: str, speaker: str = "Anna Berg", partner: str = "Bob Stone", limit: int = 3) -> str:
     result = clean_reply(raw, speaker, partner, limit)

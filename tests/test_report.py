@@ -13,6 +13,8 @@ from core.stats import mean_ci
 from environment.graph import build_graph
 from environment.report import write_report
 
+pytestmark = pytest.mark.fast
+
 
 def make_episode(eid: str, values: dict[str, float] | None, overall: float = 0.0,
                  stop: str = "max_turns", failed: bool = False) -> Episode:

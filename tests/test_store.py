@@ -12,6 +12,8 @@ import pytest
 from core.records import Episode, Scene, Scores, Turn
 from environment.store import SQLiteEpisodeStore
 
+pytestmark = pytest.mark.fast
+
 
 def make_episode(eid: str, round_index: int = 0, overall: float | None = 3.5) -> Episode:
     scores = None if overall is None else Scores(

@@ -17,7 +17,7 @@ from agents.models.registry import RegisteredModel
 from core.errors import UsageError
 from core.records import Episode
 from environment import build
-from environment.build import base_model_name, instantiate
+from environment.build import base_model_name, complete, instantiate
 from memory.crossencoder import read_scorer_info
 from training.datasets import (
     BuiltDataset,
@@ -134,8 +134,9 @@ def train_scorer(cfg: DictConfig, runs: list[Path], folder: Path, target: str
     built = (build_memory_selector_dataset(data, split, rng) if target == "memory_selector"
              else build_compatibility_dataset(data, split))
     save_dataset(built.dataset, folder / "dataset", built.card)
-    config: CrossEncoderConfig = instantiate(cfg.training.scorer, "training.scorer")(
-        output=str(folder / "scorer"), task=task)
+    settings = instantiate(cfg.training.scorer, "training.scorer")
+    config: CrossEncoderConfig = complete(settings, "training.scorer", output=str(folder / "scorer"),
+                                          task=task)
     trained = train_cross_encoder(config, built.dataset["train"], built.dataset["eval"],
                                   text_a, text_b, label)
 

@@ -73,14 +73,15 @@ class CrossEncoderConfig:
         "optimizer state as pickle files, so the default deletes them."))
 
     def __post_init__(self) -> None:
-        require(self.task in TASKS, "task", f"allowed: {', '.join(TASKS)}", self.task)
-        require(self.epochs > 0, "epochs", "a number > 0", self.epochs)
-        require(self.batch_size >= 1, "batch_size", "a whole number >= 1", self.batch_size)
-        require(self.learning_rate > 0, "learning_rate", "a number > 0", self.learning_rate)
-        require(self.max_length >= 8, "max_length", "a whole number >= 8", self.max_length)
-        require(self.score_max > self.score_min, "score_max", "greater than score_min", self.score_max)
-        require(self.save_steps >= 0, "save_steps", "a whole number >= 0", self.save_steps)
-        require(bool(str(self.output).strip()), "output", "a folder path", self.output)
+        require(self.task in TASKS, "task", f"allowed is {', '.join(TASKS)}", self.task)
+        require(self.epochs > 0, "epochs", "allowed is a number > 0", self.epochs)
+        require(self.batch_size >= 1, "batch_size", "allowed is a whole number >= 1", self.batch_size)
+        require(self.learning_rate > 0, "learning_rate", "allowed is a number > 0", self.learning_rate)
+        require(self.max_length >= 8, "max_length", "allowed is a whole number >= 8", self.max_length)
+        require(self.score_max > self.score_min, "score_max", "allowed is greater than score_min",
+                self.score_max)
+        require(self.save_steps >= 0, "save_steps", "allowed is a whole number >= 0", self.save_steps)
+        require(bool(str(self.output).strip()), "output", "allowed is a folder path", self.output)
 
 
 @dataclass(frozen=True)

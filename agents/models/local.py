@@ -40,7 +40,9 @@ class LocalChatModel(BaseChatModel):
     max_batch_size: int = Field(default=16, ge=1)
     max_prompt_tokens: int = Field(default=1536, ge=16)
     adapters: dict[str, str] = Field(default_factory=dict)  # key -> LoRA folder (peft multi-adapter)
-    adapter: str = ""  # the adapter used when a call names none ('' = the base model)
+    # The adapter used when a call names none (None or '' = the base model). A registry ref in
+    # the config (model.adapter=chat:2) is resolved by the composition root into ``adapters``.
+    adapter: str | None = None
     _lm: Any = PrivateAttr(default=None)
     _tokenizer: Any = PrivateAttr(default=None)
     _name: str = PrivateAttr(default="")
@@ -79,7 +81,7 @@ class LocalChatModel(BaseChatModel):
 
     def label(self, adapter: str | None = None) -> str:
         """The model's name as recorded in episodes, with the adapter if one is used."""
-        chosen = self.adapter if adapter is None else adapter
+        chosen = (self.adapter or "") if adapter is None else adapter
         return f"{self.model_name}+{chosen}" if chosen else self.model_name
 
     def _adapter_kwargs(self, count: int, adapters: Sequence[str] | None) -> dict[str, Any]:
@@ -88,7 +90,7 @@ class LocalChatModel(BaseChatModel):
             if adapters and any(adapters):
                 raise ValueError(f"no adapters are loaded; asked for {sorted(set(adapters) - {''})}")
             return {}
-        names = list(adapters) if adapters is not None else [self.adapter] * count
+        names = list(adapters) if adapters is not None else [self.adapter or ""] * count
         unknown = set(names) - set(self.adapters) - {""}
         if unknown:
             raise ValueError(f"unknown adapters {sorted(unknown)}; loaded: {sorted(self.adapters)}")

@@ -17,7 +17,7 @@ from agents.interview import (
     proxies,
     run_interview,
 )
-from agents.interview_report import control_texts, model_name, write_jsonl, write_report
+from agents.interview_report import control_texts, write_jsonl, write_report
 from core.errors import require
 from environment.build import build_embedder, instantiate, run_dir
 from environment.serve.characters import character_key, check_character, check_source, open_directory
@@ -57,6 +57,6 @@ def run(cfg: DictConfig) -> None:
     folder = run_dir(cfg)
     write_jsonl(folder / "interview.jsonl", scored)
     summary = {"questions": str(path.resolve()), "mode": "multi-turn" if multi else "single-turn",
-               "model": model_name(directory.model), "judge": model_name(directory.model)}
+               "model": directory.model.label(), "judge": directory.model.label()}
     report = write_report(folder / "interview_report.md", character.persona, scored, measured, summary)
     print(f"salon: interviewed {character.name}: {len(scored)} sessions; report: {report}")

@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 from core.errors import require
 from environment import build
-from environment.build import instantiate
+from environment.build import complete, instantiate
 from training.pipeline import (
     SCORER_TARGETS,
     base_source,
@@ -29,7 +29,7 @@ def check(cfg: DictConfig) -> None:
         instantiate(cfg.training.lora, "training.lora")
         base_source(cfg)
     else:
-        instantiate(cfg.training.scorer, "training.scorer")(output="unused")
+        complete(instantiate(cfg.training.scorer, "training.scorer"), "training.scorer", output="unused")
 
 
 def run(cfg: DictConfig) -> None:
