@@ -15,6 +15,7 @@ from agents.critic import Critic, DimensionSpec
 from agents.judge import LLMJudge
 from agents.persona import Persona
 from agents.scorers import Judgement
+from core.errors import UsageError
 from core.records import Episode, Scene, Turn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,12 +125,14 @@ def test_scorer_factories_get_only_the_resources_they_accept() -> None:
 
 
 def test_invalid_critic_configs_are_rejected() -> None:
-    with pytest.raises(ValueError, match="without a scorer"):
+    with pytest.raises(UsageError, match=r"\['missing'\] have none"):
         Critic({}, {"d": DimensionSpec(1.0, {"missing": 1.0})})
-    with pytest.raises(ValueError, match="weight > 0"):
+    with pytest.raises(UsageError, match="weight > 0"):
         Critic({"a": Fixed({})}, {"d": DimensionSpec(0.0, {"a": 1.0})})
-    with pytest.raises(ValueError, match=">= 0"):
+    with pytest.raises(UsageError, match=r"weight=-1\.0 is invalid: allowed is a number >= 0"):
         DimensionSpec(-1.0, {"a": 1.0})
+    with pytest.raises(UsageError, match=r"dimensions\.d\.experts\.a=-2 is invalid"):
+        Critic({"a": Fixed({})}, {"d": {"weight": 1.0, "experts": {"a": -2}}})
 
 
 # --- the default critic with the real embedder ---------------------------------------------------

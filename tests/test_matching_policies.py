@@ -173,9 +173,9 @@ def test_bandit_learns_to_repeat_a_pair_that_scores_high(embedder) -> None:
 
 
 def test_bad_settings_are_usage_errors() -> None:
-    with pytest.raises(UsageError, match=r"matching\.algorithm"):
+    with pytest.raises(UsageError, match=r"algorithm='epsilon' is invalid"):
         BanditPairing("epsilon")
-    with pytest.raises(UsageError, match=r"matching\.explore"):
+    with pytest.raises(UsageError, match=r"explore=1\.5 is invalid"):
         GraphPairing(explore=1.5)
     with pytest.raises(UsageError, match="repeat_penalty"):
         HomophilyPairing(repeat_penalty=-1)
