@@ -45,7 +45,7 @@ class ChatSettings:
                 "allowed is a whole number >= 1", self.max_message_chars)
         require(0 <= self.memory_importance <= 1, "memory_importance", "allowed is a number from 0 to 1",
                 self.memory_importance)
-        self.turn  # noqa: B018 (the turn settings validate memory_k, retries, max_sentences)
+        TurnSettings(self.memory_k, self.retries, self.max_sentences)  # checks those three
 
     @property
     def turn(self) -> TurnSettings:

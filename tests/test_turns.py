@@ -167,3 +167,23 @@ def test_a_chat_session_remembers_only_successful_exchanges() -> None:
     assert not failed.ok and memory.count() == 0 and session.history == []
     answered = session.send("And on Sundays?")
     assert answered.ok and memory.count("p0") == 1 and len(session.history) == 2
+
+
+def test_the_ab_cohort_is_drawn_once_and_kept_in_characters_jsonl(tmp_path: Path) -> None:
+    """A resumed run must not redraw its cohort: the cohort is stored with the personas."""
+    from hydra import compose, initialize_config_dir
+
+    from environment import build
+    from environment.tasks.simulate import society_personas
+
+    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["society.size=8"])
+    plan = build.AdapterPlan(folders={"chat:1": "unused"}, cohort="chat:1", cohort_share=0.5)
+    first = society_personas(cfg, tmp_path, RngTree(4), plan)
+    cohort = [p.id for p in first if build.in_cohort(p)]
+    assert len(cohort) == 4
+    again = society_personas(cfg, tmp_path, RngTree(99), plan)  # another seed: read back, not drawn
+    assert [p.id for p in again if build.in_cohort(p)] == cohort
+    characters = build.build_characters(again, InMemoryMemoryStore(), ScriptedChatModel(says("Hi.")), plan)
+    assert {c.id for c in characters if c.adapter == "chat:1"} == set(cohort)
+    assert all(c.cohort == ("adapter" if c.id in cohort else "base") for c in characters)
