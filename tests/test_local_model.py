@@ -77,17 +77,28 @@ def test_greedy_batch_equals_single_calls_in_float32(float32_model: LocalChatMod
 def test_greedy_batch_in_bfloat16_stays_close_to_single_calls(chat_model: LocalChatModel,
                                                              batched: list[AIMessage]) -> None:
     """bfloat16 matmuls over padded rows round differently (about 3 significant digits), which
-    can flip a near-tied greedy choice after a few tokens; the float32 test above shows the
-    padding itself is right. Here: the unpadded row is identical and every row starts alike."""
+    can flip a near-tied greedy choice after a few tokens, so whole greedy replies may part ways
+    (on one avx512_bf16 machine, after the first word); the float32 test above shows the padding
+    itself is right. Here: the unpadded row is identical, every row starts alike, and each
+    padded row's next-token log-probabilities stay within bfloat16 rounding of its own unpadded
+    pass (measured: at most 0.13 nats on the top 10 tokens)."""
+    import torch
+
     together = [m.content for m in batched]
     single = [chat_model.batch([p], max_new_tokens=NEW_TOKENS)[0].content for p in PROMPTS]
     longest = int(np.argmax([prompt_tokens(chat_model, p) for p in PROMPTS]))
     assert together[longest] == single[longest]
     for a, b in zip(together, single, strict=True):
-        words_a, words_b = words(a), words(b)
-        assert words_a[:1] == words_b[:1], (a, b)
-        overlap = len(set(words_a) & set(words_b)) / len(set(words_a) | set(words_b))
-        assert overlap >= 0.3, (a, b)
+        assert words(a)[:1] == words(b)[:1], (a, b)
+    with torch.inference_mode():
+        padded = torch.log_softmax(chat_model.lm(**chat_model.encode(
+            [chat_model.render(p) for p in PROMPTS])).logits[:, -1].float(), dim=-1)
+        for row, prompt in enumerate(PROMPTS):
+            alone = torch.log_softmax(chat_model.lm(**chat_model.encode(
+                [chat_model.render(prompt)])).logits[0, -1].float(), dim=-1)
+            top = torch.topk(alone, 10).indices
+            assert float((padded[row, top] - alone[top]).abs().max()) < 0.25, row
+            assert int(padded[row].argmax()) == int(alone.argmax()), row
 
 
 def words(text: str) -> list[str]:
