@@ -60,8 +60,10 @@ class PromptBuilder:
 
     def system_prompt(self, context: ReplyContext) -> str:
         worry = context.persona.recent_worry or "something is on your mind."
-        instruction = self.role_instructions[context.role].format(partner=context.partner, worry=worry)
+        partner_first = context.partner.split(" ")[0]
+        instruction = self.role_instructions[context.role].format(partner=partner_first, worry=worry)
         return self.render("reply.jinja", persona=context.persona, partner=context.partner,
+                           partner_first=partner_first,
                            memories=list(context.memories), scene=context.scene, goal=context.goal,
                            role_instruction=instruction,
                            attribute_lines=self.attribute_lines(context.persona))

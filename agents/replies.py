@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from agents.degeneration import addresses
 from core.records import Reply
 from core.text import ends_sentence, split_sentences
 
+_STAGE_DIRECTION = re.compile(r"^\s*[(\[*][^()\[\]*]{0,300}[)\]*]\s*")
 _LEAKED_TURN = re.compile(r"\n\s*[A-Z][\w .'-]{0,40}:|<\||\n\s*\n|\b(?:User|Assistant|System):", re.S)
 # "see you" and "take care" only as farewells: not "I see you like tea", "I take care of my mum".
 _GOODBYE = re.compile(
@@ -26,6 +28,8 @@ def clean_reply(raw: str, speaker: str, partner: str, max_sentences: int = 3) ->
     text = _unquote(_own_turn(raw, speaker))
     if speaks_for(text, partner):
         return Reply(error="the reply speaks for the partner")
+    if addresses(text, speaker):
+        return Reply(error="the reply addresses its own speaker by name")
     text = whole_sentences(text, max_sentences)
     if not re.search(r"[A-Za-z]{2}", text):
         return Reply(error=f"empty or unreadable reply: {raw[:60]!r}")
@@ -37,10 +41,11 @@ def clean_reply(raw: str, speaker: str, partner: str, max_sentences: int = 3) ->
 def _own_turn(raw: str, speaker: str) -> str:
     """The raw text without a leaked 'Name:' prefix, cut at a leaked next turn, spaces collapsed."""
     names = "|".join(re.escape(n) for n in dict.fromkeys([speaker, speaker.split(" ")[0]]) if n)
-    text = re.sub(rf"^\s*(?:{names}|Me|Assistant)\s*:\s*", "", raw.strip(), flags=re.I)
+    text = re.sub(rf"^\s*(?:{names}|Me|Assistant|[A-Z])\s*:\s*", "", raw.strip(), flags=re.I)
     leak = _LEAKED_TURN.search(text)
     if leak:
         text = text[: leak.start()]
+    text = _STAGE_DIRECTION.sub("", text)  # "(Mira smiles) Hi" -> "Hi": not speech
     return re.sub(r"\s+", " ", text).strip()
 
 

@@ -150,7 +150,9 @@ class TimedMemory:
 
 @dataclass(frozen=True)
 class CpuSample:
-    """Machine-wide busy CPU seconds (/proc/stat) and this process's CPU seconds, at one moment."""
+    """Machine-wide busy CPU seconds (/proc/stat) and the CPU seconds of this process and of its
+    finished children (a benchmark that runs `run.py` must not count it as another process),
+    at one moment."""
 
     wall: float
     busy: float
@@ -164,7 +166,9 @@ class CpuSample:
         if stat.is_file():
             fields = [int(v) for v in stat.read_text().split("\n", 1)[0].split()[1:]]
             busy = (sum(fields[:8]) - fields[3] - fields[4]) / ticks  # all but idle and iowait
-        return cls(time.perf_counter(), busy, time.process_time())
+        children = os.times()
+        return cls(time.perf_counter(), busy,
+                   time.process_time() + children.children_user + children.children_system)
 
 
 def others_cpu_share(start: CpuSample, end: CpuSample) -> float:

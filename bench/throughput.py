@@ -131,8 +131,11 @@ def build_setup(args: argparse.Namespace, folder: Path) -> Setup:
 
 def make_engine(cfg: DictConfig, turns: int) -> ConversationEngine:
     """The engine as configured (memory_k, retries, max_sentences), with exactly ``turns`` turns."""
+    # one candidate per turn: the raw replay re-runs each `generate` call on the prompts the
+    # engine kept, which a shared-prefix best-of-n call would not match row for row
     return build.build_engine(cfg, max_turns=turns, min_turns=turns, stop_on_goodbye=False,
-                              repetition_threshold=NEVER_REPEATS, progress=False, keep_prompts=True)
+                              repetition_threshold=NEVER_REPEATS, progress=False, keep_prompts=True,
+                              candidates=1)
 
 
 def timed_run(setup: Setup, groups: Sequence[Sequence[EpisodePlan]], turns: int, seed: int) -> Run:

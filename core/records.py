@@ -48,6 +48,14 @@ class Recalled:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """One of several sampled replies to the same prompt, with the turn scorer's score."""
+
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
 class Reply:
     """One reply, from the chat model's raw text to the cleaned line of a turn: the backend
     fills ``text`` and the token counts; cleaning keeps whole sentences or sets ``error`` (never
@@ -59,6 +67,7 @@ class Reply:
     completion_tokens: int = 0
     recalled: tuple[Recalled, ...] = ()
     goal: str = ""
+    candidates: tuple[Candidate, ...] = ()  # the usable candidates of a best-of-n turn, best first
 
     @property
     def ok(self) -> bool:
@@ -82,6 +91,8 @@ class Turn:
     failed: bool = False
     error: str = ""
     goal: str = ""
+    memories: tuple[str, ...] = ()  # the texts of the recalled memories (what the reply must not recite)
+    candidates: tuple[Candidate, ...] = ()  # best-of-n: every usable candidate, best (the text) first
 
     def __post_init__(self) -> None:
         if not self.speaker:
@@ -94,6 +105,8 @@ class Turn:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["memory_ids"] = list(self.memory_ids)
+        data["memories"] = list(self.memories)
+        data["candidates"] = [asdict(c) for c in self.candidates]
         return data
 
     @classmethod
@@ -103,11 +116,14 @@ class Turn:
         return cls(speaker=speaker, text="" if failed else reply.text,
                    memory_ids=tuple(m.id for m in reply.recalled), prompt_tokens=reply.prompt_tokens,
                    completion_tokens=reply.completion_tokens, failed=failed,
-                   error=(reply.error or "empty reply") if failed else "", goal=reply.goal)
+                   error=(reply.error or "empty reply") if failed else "", goal=reply.goal,
+                   memories=tuple(m.text for m in reply.recalled), candidates=reply.candidates)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Turn:
-        return cls(**{**data, "memory_ids": tuple(data.get("memory_ids", ()))})
+        return cls(**{**data, "memory_ids": tuple(data.get("memory_ids", ())),
+                      "memories": tuple(data.get("memories", ())),
+                      "candidates": tuple(Candidate(**c) for c in data.get("candidates", ()))})
 
 
 @dataclass(frozen=True)

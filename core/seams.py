@@ -28,11 +28,15 @@ class ChatModel(Protocol):
 
     def complete(self, conversations: Sequence[Sequence[BaseMessage]], *, seed: int | None = None,
                  adapters: Sequence[str] | None = None, temperature: float | None = None,
-                 max_new_tokens: int | None = None, on_text: OnText | None = None) -> list[Reply]:
-        """One raw reply per conversation from one batched call. ``seed`` makes sampling
-        reproducible; ``adapters`` names a LoRA adapter per row ('' = the base model);
-        ``temperature``/``max_new_tokens`` override the model's settings for this call;
-        ``on_text(index, text so far)`` follows each reply while it is generated."""
+                 max_new_tokens: int | None = None, on_text: OnText | None = None, candidates: int = 1,
+                 avoid: Sequence[Any] | None = None, block_ngrams: int = 4) -> list[Reply]:
+        """``candidates`` raw replies per conversation (conversation-major) from one batched
+        call. ``seed`` makes sampling reproducible; ``adapters`` names a LoRA adapter per row
+        ('' = the base model); ``temperature``/``max_new_tokens`` override the model's settings
+        for this call; ``on_text(index, text so far)`` follows each reply while it is generated
+        (one candidate only); ``avoid[i]`` (`agents.models.blocking.Avoid`) is what conversation
+        i's replies must not copy, in n-grams of ``block_ngrams`` tokens, where the backend can
+        forbid them."""
         ...
 
     def choice_probabilities(self, conversations: Sequence[Sequence[BaseMessage]],

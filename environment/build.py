@@ -131,9 +131,10 @@ def build_prompts(cfg: DictConfig) -> PromptBuilder:
     return instantiate(cfg.conversation.prompts, "conversation.prompts")
 
 
-def build_engine(cfg: DictConfig, **overrides: Any) -> ConversationEngine:
-    """The conversation engine of `conversation.*`; ``overrides`` replace some of its settings."""
-    return instantiate(cfg.conversation, "conversation", **overrides)
+def build_engine(cfg: DictConfig, embedder: Embedder | None = None, **overrides: Any) -> ConversationEngine:
+    """The conversation engine of `conversation.*`, its turn scorer sharing the run's embedder;
+    ``overrides`` replace some of its settings."""
+    return instantiate(cfg.conversation, "conversation", embedder=embedder, **overrides)
 
 
 def build_policy(cfg: DictConfig, embedder: Embedder | None = None) -> PairingPolicy:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,12 +12,13 @@ from tqdm.auto import tqdm
 from agents.character import Character
 from agents.goals import goal_policy
 from agents.prompting import PromptBuilder
+from agents.ranking import TurnRanker
 from agents.replies import is_goodbye, is_repetition
 from agents.turns import CallStats, Sampling, TurnRequest, TurnSettings, take_turns
 from core.errors import is_number, is_whole, require
 from core.records import Episode, Reply, Scene, Turn
 from core.rng import GOALS, SAMPLING, RngTree
-from core.seams import GoalChooser
+from core.seams import Embedder, GoalChooser
 
 
 class Interrupted(Exception):
@@ -97,12 +98,19 @@ class ConversationEngine:
         retries: int = 2,
         memory_k: int = 3,
         max_sentences: int = 3,
+        candidates: int = 1,
+        block_ngrams: int = 4,
+        ranker: TurnRanker | Callable[..., TurnRanker] | None = None,
+        embedder: Embedder | None = None,
         goals: str = "none",
         progress: bool = True,
         keep_prompts: bool = False,
     ) -> None:
         self.rules = StopRules(max_turns, min_turns, stop_on_goodbye, repetition_threshold)
-        self.turn = TurnSettings(memory_k, retries, max_sentences)
+        self.turn = TurnSettings(memory_k, retries, max_sentences, candidates, block_ngrams)
+        # the config gives the ranker as a partial; the run's embedder completes it
+        self.ranker = ranker(embedder=embedder) if callable(ranker) and not isinstance(ranker, TurnRanker) \
+            else ranker
         self.goal_policy: GoalChooser | None = goal_policy(goals)
         self.prompts = prompts or PromptBuilder()
         self.progress = progress
@@ -130,7 +138,8 @@ class ConversationEngine:
     def _step(self, active: list[_Conversation], seed: int, goals: np.random.Generator, now: float) -> None:
         requests = [TurnRequest(c.speaker, c.history, c.partner.name, c.plan.roles[c.speaker.name],
                                 c.plan.scene, self._goal(c, goals)) for c in active]
-        replies = take_turns(requests, self.prompts, self.turn, now, Sampling(seed), stats=self.stats)
+        replies = take_turns(requests, self.prompts, self.turn, now, Sampling(seed), stats=self.stats,
+                             ranker=self.ranker)
         for conversation, reply in zip(active, replies, strict=True):
             self._record(conversation, reply)
 

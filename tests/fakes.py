@@ -28,17 +28,21 @@ class ScriptedChatModel:
 
     def complete(self, conversations: Sequence[Sequence[BaseMessage]], *, seed: int | None = None,
                  adapters: Sequence[str] | None = None, temperature: float | None = None,
-                 max_new_tokens: int | None = None, on_text: OnText | None = None) -> list[Reply]:
+                 max_new_tokens: int | None = None, on_text: OnText | None = None, candidates: int = 1,
+                 avoid: Sequence[Any] | None = None, block_ngrams: int = 4) -> list[Reply]:
+        """``candidates`` replies per conversation, conversation-major, as the real backends."""
         number = len(self.calls)
         self.calls.append({"size": len(conversations), "seed": seed, "adapters": adapters,
-                           "temperature": temperature, "max_new_tokens": max_new_tokens})
+                           "temperature": temperature, "max_new_tokens": max_new_tokens,
+                           "candidates": candidates, "avoid": avoid})
         replies = []
         for row, messages in enumerate(conversations):
-            text = self.script(messages, number)
-            if on_text is not None:
-                on_text(row, text)
-            prompt = sum(len(str(m.content).split()) for m in messages)
-            replies.append(Reply(text=text, prompt_tokens=prompt, completion_tokens=len(text.split())))
+            for _ in range(candidates):
+                text = self.script(messages, number)
+                if on_text is not None:
+                    on_text(row, text)
+                prompt = sum(len(str(m.content).split()) for m in messages)
+                replies.append(Reply(text=text, prompt_tokens=prompt, completion_tokens=len(text.split())))
         return replies
 
     def choice_probabilities(self, conversations: Sequence[Sequence[BaseMessage]],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from langchain_core.runnables import RunnableConfig
 from pydantic import Field, PrivateAttr
 
 from agents.models import loading
+from agents.models.blocking import Avoid, NgramBlocker, banned_ngrams
 from agents.models.messages import to_chat
 from agents.models.scoring import reply_token_losses
 from agents.models.streaming import RowStreamer
@@ -127,20 +129,27 @@ class LocalChatModel(BaseChatModel):
         adapters: Sequence[str] | None = None,
         temperature: float | None = None,
         on_text: OnText | None = None,
+        candidates: int = 1,
+        avoid: Sequence[Avoid] | None = None,
+        block_ngrams: int = 4,
         **_: Any,
     ) -> list[Reply]:
         """Generate replies; ``temperature`` overrides the model's for this call (0 = greedy).
-        ``on_text(index, text so far)`` streams each reply while it is generated."""
+        ``on_text(index, text so far)`` streams each reply while it is generated (one candidate
+        only). With ``candidates`` = n, each conversation gets n sampled replies (rows i*n ..
+        i*n+n-1), from one prompt pass whose cache the n share. ``avoid[i]`` lists what
+        conversation i's replies must not copy (n-grams of ``block_ngrams`` tokens)."""
         results: list[Reply] = []
-        temperature = self.temperature if temperature is None else temperature
+        call = _Call(seed, max_new_tokens or self.max_new_tokens,
+                     self.temperature if temperature is None else temperature, candidates, block_ngrams)
         for start in range(0, len(conversations), self.max_batch_size):
-            chunk = conversations[start : start + self.max_batch_size]
-            names = adapters[start : start + self.max_batch_size] if adapters is not None else None
-            streamer = None if on_text is None else RowStreamer(
+            end = start + self.max_batch_size
+            names = adapters[start:end] if adapters is not None else None
+            streamer = None if on_text is None or candidates > 1 else RowStreamer(
                 self.tokenizer, on_text, start, self._eos_ids())
             results.extend(self._complete_chunk(
-                chunk, seed, max_new_tokens or self.max_new_tokens, temperature,
-                self._adapter_kwargs(len(chunk), names), streamer))
+                conversations[start:end], call, self._adapter_kwargs(len(conversations[start:end]), names),
+                streamer, avoid[start:end] if avoid is not None else None))
         return results
 
     def render(self, messages: Sequence[BaseMessage]) -> str:
@@ -156,25 +165,55 @@ class LocalChatModel(BaseChatModel):
         return batch.to(self.lm.device)
 
     def _complete_chunk(
-        self, chunk: Sequence[Sequence[BaseMessage]], seed: int | None, max_new_tokens: int,
-        temperature: float, adapter_kwargs: dict[str, Any], streamer: RowStreamer | None = None,
+        self, chunk: Sequence[Sequence[BaseMessage]], call: _Call, adapter_kwargs: dict[str, Any],
+        streamer: RowStreamer | None = None, avoid: Sequence[Avoid] | None = None,
     ) -> list[Reply]:
         import torch
 
         encoded = self.encode([self.render(m) for m in chunk])
-        sampling = temperature > 0
+        prompt_length = encoded["input_ids"].shape[1]
+        processors = self._processors(prompt_length, avoid, call)
+        sampling = call.temperature > 0
         with self._lock, torch.inference_mode():
-            if seed is not None:
+            inputs, adapter_kwargs = self._shared_prompt(encoded, adapter_kwargs, call.candidates)
+            if call.seed is not None:
                 # transformers samples from torch's global generator; seeding it right before
                 # the call (under the lock) makes a seeded call reproducible.
-                torch.manual_seed(seed)
+                torch.manual_seed(call.seed)
             output = self.lm.generate(
-                **encoded, max_new_tokens=max_new_tokens, do_sample=sampling,
-                temperature=temperature if sampling else None,
-                top_p=self.top_p if sampling else None, top_k=None,
-                logits_processor=self._penalty(encoded["input_ids"].shape[1]),
+                **inputs, max_new_tokens=call.max_new_tokens, do_sample=sampling,
+                temperature=call.temperature if sampling else None,
+                top_p=self.top_p if sampling else None, top_k=None, logits_processor=processors,
                 pad_token_id=self.tokenizer.pad_token_id, streamer=streamer, **adapter_kwargs)
-        return self._decode(encoded, output)
+        return self._decode(inputs, output, call.candidates)
+
+    def _shared_prompt(self, encoded: Any, adapter_kwargs: dict[str, Any], candidates: int
+                       ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """For n candidates: one prompt pass (all but the last prompt token) whose key/value
+        cache is repeated n times, so `generate` reads each prompt once instead of n times
+        (the prefix cache servers keep). The rows and adapters repeat to match."""
+        if candidates == 1:
+            return dict(encoded), adapter_kwargs
+        ids, mask = encoded["input_ids"], encoded["attention_mask"]
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        prefix = self.lm(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+                         use_cache=True, **adapter_kwargs)
+        cache = prefix.past_key_values
+        cache.batch_repeat_interleave(candidates)
+        names = adapter_kwargs.get("adapter_names")
+        repeated = {"adapter_names": [n for n in names for _ in range(candidates)]} if names else {}
+        return ({"input_ids": ids.repeat_interleave(candidates, dim=0),
+                 "attention_mask": mask.repeat_interleave(candidates, dim=0), "past_key_values": cache},
+                repeated)
+
+    def _processors(self, prompt_length: int, avoid: Sequence[Avoid] | None, call: _Call) -> Any:
+        """The reply-only repetition penalty, and the n-gram blocker when ``avoid`` is given."""
+        processors = self._penalty(prompt_length)
+        if avoid is not None and call.block_ngrams >= 2:
+            tables = [banned_ngrams(self.tokenizer, a, call.block_ngrams) for a in avoid]
+            rows = [t for t in tables for _ in range(call.candidates)]
+            processors.append(NgramBlocker(rows, call.block_ngrams, prompt_length))
+        return processors
 
     def choice_probabilities(
         self, conversations: Sequence[Sequence[BaseMessage]], choices: Sequence[str],
@@ -225,17 +264,30 @@ class LocalChatModel(BaseChatModel):
     def _eos_ids(self) -> set[int]:
         return set(_as_list(self.lm.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
 
-    def _decode(self, encoded: Any, output: Any) -> list[Reply]:
+    def _decode(self, encoded: Any, output: Any, candidates: int = 1) -> list[Reply]:
+        """Replies of the new tokens up to each row's end of sequence. A prompt shared by n
+        candidates was read once: its tokens count for the first candidate only."""
         new_tokens = output[:, encoded["input_ids"].shape[1] :]
         prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
         eos_ids = self._eos_ids()
         results = []
-        for row, prompt_length in zip(new_tokens.tolist(), prompt_lengths, strict=True):
+        for index, (row, prompt_length) in enumerate(zip(new_tokens.tolist(), prompt_lengths, strict=True)):
             length = next((i + 1 for i, t in enumerate(row) if t in eos_ids), len(row))
             text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
-            results.append(Reply(text=text.strip(), prompt_tokens=int(prompt_length),
-                                 completion_tokens=length))
+            read = int(prompt_length) if index % candidates == 0 else 0
+            results.append(Reply(text=text.strip(), prompt_tokens=read, completion_tokens=length))
         return results
+
+
+@dataclass(frozen=True)
+class _Call:
+    """The settings of one `complete` call."""
+
+    seed: int | None
+    max_new_tokens: int
+    temperature: float
+    candidates: int = 1
+    block_ngrams: int = 4
 
 
 def _as_list(value: Any) -> list[int]:

@@ -31,19 +31,30 @@ class OpenAICompatibleChat(ChatOpenAI):
 
     def complete(self, conversations: Sequence[Sequence[BaseMessage]], *, seed: int | None = None,
                  adapters: Sequence[str] | None = None, temperature: float | None = None,
-                 max_new_tokens: int | None = None, on_text: OnText | None = None) -> list[Reply]:
+                 max_new_tokens: int | None = None, on_text: OnText | None = None, candidates: int = 1,
+                 avoid: Sequence[Any] | None = None, block_ngrams: int = 4) -> list[Reply]:
         """Concurrent requests; the server answers each whole (``on_text`` is not called).
-        Adapters are chosen server-side by model name (``model.model``), not per row."""
+        Adapters are chosen server-side by model name (``model.model``), not per row. ``n``
+        candidates are n requests with seeds seed, seed+1, ... (the server's prefix cache
+        serves the shared prompt). An OpenAI-compatible server cannot forbid n-grams, so
+        ``avoid`` is left to the turn scorer, which ranks copies last."""
         if adapters and any(adapters):
             raise UsageError("a served model takes no per-row adapters: serve the adapter under "
                              "its own model name and set model.model to it")
-        overrides: dict[str, Any] = {} if seed is None else {"seed": seed}
+        overrides: dict[str, Any] = {}
         if temperature is not None:
             overrides["temperature"] = temperature
         if max_new_tokens is not None:
             overrides |= {"max_tokens": max_new_tokens, "extra_body": {"max_tokens": max_new_tokens}}
-        messages = self.batch([list(c) for c in conversations], **overrides)
-        return [_reply(m) for m in messages]
+        if candidates == 1 or seed is None:
+            rows = [list(c) for c in conversations for _ in range(candidates)]
+            seeded = {} if seed is None else {"seed": seed}
+            return [_reply(m) for m in self.batch(rows, **seeded, **overrides)]
+        # LangChain's batch sends every input with the same call arguments; each candidate needs
+        # its own seed, so each goes through its own binding
+        bound = [(self.bind(seed=seed + k, **overrides), list(c))
+                 for c in conversations for k in range(candidates)]
+        return [_reply(m) for m in _concurrently(bound, self.max_concurrency)]
 
     def choice_probabilities(self, conversations: Sequence[Sequence[BaseMessage]],
                              choices: Sequence[str]) -> np.ndarray:
@@ -61,6 +72,14 @@ class OpenAICompatibleChat(ChatOpenAI):
 
     def label(self, adapter: str | None = None) -> str:
         return f"{self.model_name}+{adapter}" if adapter else str(self.model_name)
+
+
+def _concurrently(calls: Sequence[tuple[Any, list[BaseMessage]]], limit: int) -> list[Any]:
+    """Each (bound model, messages) call, at most ``limit`` at a time, answers in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, min(limit, len(calls)))) as pool:
+        return list(pool.map(lambda call: call[0].invoke(call[1]), calls))
 
 
 def _reply(message: Any) -> Reply:

@@ -72,15 +72,15 @@ def chat(cfg: DictConfig, seeker: Seeker, supporter: Persona, embedder: Any, mod
         memory.add(seeds)
     roles = {seeker.persona.name: "seeker", supporter.name: "supporter"}
     plan = EpisodePlan("match-000", 0, (characters[0], characters[1]), roles)
-    episode = chat_engine(cfg).run([plan], RngTree(cfg.seed), now=0.0)[0]
+    episode = chat_engine(cfg, embedder).run([plan], RngTree(cfg.seed), now=0.0)[0]
     critic = build.build_critic(cfg, embedder, model)
     return episode.with_scores(critic.score([episode], {c.name: c.persona for c in characters})[0])
 
 
-def chat_engine(cfg: DictConfig) -> ConversationEngine:
+def chat_engine(cfg: DictConfig, embedder: Any) -> ConversationEngine:
     """The run's conversation settings, for ``match.turns`` turns and without progress bars."""
     turns = int(cfg.match.turns)
-    return build.build_engine(cfg, progress=False, max_turns=turns,
+    return build.build_engine(cfg, embedder, progress=False, max_turns=turns,
                               min_turns=min(cfg.conversation.min_turns, turns))
 
 

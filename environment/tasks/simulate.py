@@ -62,8 +62,9 @@ def make_society(cfg: DictConfig, folder: Path, store: SQLiteEpisodeStore) -> So
     model = build.build_model(cfg, plan)
     memory = build.build_memory(cfg, embedder, folder)
     characters = build.build_characters(personas, memory, model, plan)
-    return Society(characters, policy, build.build_engine(cfg), build.build_critic(cfg, embedder, model),
-                   store, rng, build.society_settings(cfg).encounters)
+    engine = build.build_engine(cfg, embedder)
+    return Society(characters, policy, engine, build.build_critic(cfg, embedder, model), store, rng,
+                   build.society_settings(cfg).encounters)
 
 
 def run(cfg: DictConfig) -> None:
