@@ -20,10 +20,13 @@ from core.seams import Judgement, Scorer
 
 @dataclass(frozen=True)
 class DimensionSpec:
-    """A dimension's weight in `overall` and its experts (scorer name -> mixing weight)."""
+    """A dimension's weight in `overall` and its experts (scorer name -> mixing weight). A
+    ``gate`` dimension measures a failure (5 = none) and scales the overall down instead of
+    being averaged into it (see `Critic.overall`)."""
 
     weight: float
     experts: Mapping[str, float]
+    gate: bool = False
 
     def __post_init__(self) -> None:
         require(is_number(self.weight, 0), "weight", "allowed is a number >= 0", self.weight)
@@ -39,7 +42,7 @@ def _dimension(name: str, spec: Mapping[str, Any] | DimensionSpec) -> DimensionS
     if isinstance(spec, DimensionSpec):
         return spec
     try:
-        return DimensionSpec(spec["weight"], dict(spec["experts"]))
+        return DimensionSpec(spec["weight"], dict(spec["experts"]), bool(spec.get("gate", False)))
     except InvalidValue as error:
         raise error.at(f"dimensions.{name}") from None
 
@@ -93,12 +96,20 @@ class Critic:
             weight = sum(w for _, w in usable)
             values[dimension] = sum(v * w for (v, _), w in usable) / weight if weight else math.nan
             reasons[dimension] = "; ".join(r for (_, r), _ in parts if r)
-        return Scores(values, reasons, self._overall(values))
+        return Scores(values, reasons, *self.overall(values))
 
-    def _overall(self, values: Mapping[str, float]) -> float:
-        """Weighted mean over the dimensions that apply; 1.0 (the floor) if none does, which
-        happens only when no line was said."""
-        pairs = [(values[d], s.weight) for d, s in self.dimensions.items()
-                 if s.weight > 0 and not math.isnan(values[d])]
-        total = sum(w for _, w in pairs)
-        return sum(v * w for v, w in pairs) / total if total else 1.0
+    def overall(self, values: Mapping[str, float]) -> tuple[float, str]:
+        """The weighted mean q of the quality dimensions that apply, scaled toward the floor by
+        each failure gate that applies: 1 + (q - 1) x prod(((g - 1) / 4) ** weight). A gate at
+        5 (no failure) leaves q as it is; a gate at 1 takes the overall to 1, whatever the
+        other dimensions say. NaN, with the reason, when no quality dimension applies."""
+        applies = {d: s for d, s in self.dimensions.items() if s.weight > 0 and not math.isnan(values[d])}
+        quality = [(values[d], s.weight) for d, s in applies.items() if not s.gate]
+        if not quality:
+            return math.nan, "no weighted dimension applies (too few lines?)"
+        mean = sum(v * w for v, w in quality) / sum(w for _, w in quality)
+        gates = {d: ((values[d] - 1.0) / 4.0) ** s.weight for d, s in applies.items() if s.gate}
+        factor = math.prod(gates.values())
+        pulled = [f"{d} x{g:.2f}" for d, g in gates.items() if g < 1.0]
+        reason = f"quality {mean:.2f}" + (", gated by " + ", ".join(pulled) if pulled else "")
+        return 1.0 + (mean - 1.0) * factor, reason

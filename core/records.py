@@ -136,32 +136,45 @@ class Scene:
 
 @dataclass(frozen=True)
 class Scores:
-    """Critic scores: dimension -> value (1-5, NaN when not applicable) with a short reason."""
+    """Critic scores: dimension -> value (1-5, NaN when not applicable) with a short reason;
+    ``overall`` is NaN (and ``overall_reason`` says why) when no weighted dimension applies."""
 
     values: dict[str, float]
     reasons: dict[str, str]
     overall: float
+    overall_reason: str = ""
 
     def __post_init__(self) -> None:
         if set(self.values) != set(self.reasons):
             raise ValueError("every score needs a reason")
-        if math.isnan(self.overall):
-            raise ValueError("overall must be a number")
-        if not _on_scale(self.overall):
+        if math.isnan(self.overall) and not self.overall_reason:
+            raise ValueError("an overall of NaN needs a reason")
+        if not (math.isnan(self.overall) or _on_scale(self.overall)):
             raise ValueError(f"overall={self.overall} is off the scale {SCALE}")
         for name, value in self.values.items():
             if not (math.isnan(value) or _on_scale(value)):
                 raise ValueError(f"score {name}={value} is off the scale {SCALE} (NaN if not applicable)")
 
+    @property
+    def rated(self) -> bool:
+        """Whether there is an overall score (False when no weighted dimension applied)."""
+        return not math.isnan(self.overall)
+
     def to_dict(self) -> dict[str, Any]:
         values = {k: (None if math.isnan(v) else round(v, 4)) for k, v in self.values.items()}
-        return {**values, "overall": round(self.overall, 4)}
+        return {**values, "overall": round(self.overall, 4) if self.rated else None}
+
+    def all_reasons(self) -> dict[str, str]:
+        """The reasons, with the overall's when it has one."""
+        return {**self.reasons, **({"overall": self.overall_reason} if self.overall_reason else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], reasons: dict[str, str] | None = None) -> Scores:
         values = {k: (math.nan if v is None else float(v)) for k, v in data.items() if k != "overall"}
         reasons = reasons or {}
-        return cls(values, {k: reasons.get(k, "") for k in values}, float(data["overall"]))
+        overall = math.nan if data.get("overall") is None else float(data["overall"])
+        return cls(values, {k: reasons.get(k, "") for k in values}, overall,
+                   reasons.get("overall", "" if overall == overall else "not rated"))
 
 
 @dataclass(frozen=True)
@@ -224,7 +237,7 @@ class Episode:
             "turns": [t.to_dict() for t in self.turns],
             "stop_reason": self.stop_reason,
             "scores": self.scores.to_dict() if self.scores else None,
-            "score_reasons": self.scores.reasons if self.scores else None,
+            "score_reasons": self.scores.all_reasons() if self.scores else None,
             "model": self.model,
             "models": self.models,
             "meta": self.meta,

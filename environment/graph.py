@@ -97,7 +97,7 @@ def update_graph(graph: nx.Graph, episode: Episode) -> None:
     edge["episodes"] += 1
     edge["last_round"] = max(edge["last_round"], episode.round)
     edge["episode_ids"] = ",".join([*ids, episode.id])
-    if episode.scores is not None:
+    if episode.scores is not None and episode.scores.rated:
         _add_score(edge, float(episode.scores.overall))
 
 

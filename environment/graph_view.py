@@ -183,7 +183,7 @@ def _episode(episode: Episode) -> dict[str, Any]:
         text = f"(failed turn: {turn.error})" if turn.failed else " ".join(turn.text.split())
         lines.append({"speaker": turn.speaker, "text": text[:LINE_LIMIT]})
     return {"round": episode.round, "roles": episode.roles, "turns": len(episode.turns),
-            "overall": None if episode.scores is None else round(episode.scores.overall, 3),
+            "overall": round(episode.scores.overall, 3) if episode.scores and episode.scores.rated else None,
             "stop": episode.stop_reason, "first": lines}
 
 

@@ -52,7 +52,8 @@ def _models_section(episodes: Sequence[Episode]) -> str:
     for episode in episodes:
         if episode.scores:
             for label in set(episode.models.values()) or {episode.model}:
-                by_model.setdefault(label, []).append(episode.scores.overall)
+                if episode.scores.rated:
+                    by_model.setdefault(label, []).append(episode.scores.overall)
     if len(by_model) < 2:
         return "## Models\n\nOne model for every character: " + (next(iter(by_model), "n/a"))
     rows = [(label, *(_number(v) for v in mean_ci(values)[:2]), len(values))
@@ -140,7 +141,7 @@ def _graph_section(graph: nx.Graph) -> str:
 
 
 def _examples_section(episodes: Sequence[Episode]) -> str:
-    scored = [e for e in episodes if e.scores is not None]
+    scored = [e for e in episodes if e.scores is not None and e.scores.rated]
     if not scored:
         return "## Best and worst episodes\n\nNo episode was scored."
     best = max(scored, key=lambda e: e.scores.overall)

@@ -45,7 +45,7 @@ class SQLiteEpisodeStore:
 
     def append(self, episode: Episode) -> None:
         """Store one episode atomically; a second episode with the same id is an error."""
-        overall = episode.scores.overall if episode.scores else None
+        overall = episode.scores.overall if episode.scores and episode.scores.rated else None
         with self.connection:
             self.connection.execute("BEGIN IMMEDIATE")
             self.connection.execute(

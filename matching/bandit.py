@@ -65,7 +65,7 @@ class BanditPairing(ScorePairing):
     def observe(self, episodes: Sequence[Episode], graph: nx.Graph | None = None) -> None:
         """Learn from a round's scored episodes (the Society calls this after every round)."""
         for episode in episodes:
-            if episode.scores is not None:
+            if episode.scores is not None and episode.scores.rated:
                 self._add(episode.participants, 1, float(episode.scores.overall))
         self._started = True
 

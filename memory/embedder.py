@@ -79,11 +79,11 @@ class SentenceEmbedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if missing:
+        for group in self._unpadded_groups(missing):
             with self._autocast():
-                vectors = self.model.encode(missing, batch_size=self.batch_size, normalize_embeddings=True,
+                vectors = self.model.encode(group, batch_size=self.batch_size, normalize_embeddings=True,
                                             show_progress_bar=False, convert_to_numpy=True)
-            for text, vector in zip(missing, vectors.astype(np.float32, copy=False), strict=True):
+            for text, vector in zip(group, vectors.astype(np.float32, copy=False), strict=True):
                 self._cache[text] = vector
         rows = []
         for text in texts:
@@ -92,6 +92,20 @@ class SentenceEmbedder:
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return np.stack(rows)
+
+    def _unpadded_groups(self, texts: list[str]) -> list[list[str]]:
+        """The texts grouped by token count, so no text is padded in its batch: a padded row
+        comes out up to 5e-4 different in bfloat16, so the same line would embed (and score)
+        differently with other batch-mates. Grouped, a text's embedding is the same whatever
+        else is embedded with it, and a re-scored run reproduces its scores exactly."""
+        if not texts:
+            return []
+        lengths = self.model.tokenizer(texts, add_special_tokens=True, truncation=True,
+                                       max_length=self.model.get_max_seq_length() or 512)["input_ids"]
+        groups: dict[int, list[str]] = {}
+        for text, ids in zip(texts, lengths, strict=True):
+            groups.setdefault(len(ids), []).append(text)
+        return list(groups.values())
 
     def embed_kept(self, texts: Sequence[str], folder: Path) -> np.ndarray:
         """Embeddings of a fixed list of texts (a bank's persona descriptions) kept on disk in

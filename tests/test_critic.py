@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -19,8 +20,10 @@ from core.errors import UsageError
 from core.records import Episode, Scene, Turn
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CRITIC = OmegaConf.load(ROOT / "conf" / "critic" / "default.yaml")
+with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    DEFAULT_CRITIC = compose("config").critic
 DIMENSIONS = ("mood_improved", "problem_solved", "seeker_engaged", "persona_consistency", "naturalness")
+GATES = ("copying", "self_address", "recitation", "contradiction")
 NAN = math.nan
 
 
@@ -97,9 +100,12 @@ def test_nan_dimensions_are_left_out_of_overall() -> None:
     assert scores.to_dict() == {"known": 2.0, "unknown": None, "overall": 2.0}
 
 
-def test_overall_is_the_floor_when_no_dimension_applies() -> None:
+def test_overall_is_nan_with_a_reason_when_no_dimension_applies() -> None:
     critic = Critic({"a": Fixed({"x": (NAN, "")})}, {"x": DimensionSpec(1.0, {"a": 1.0})})
-    assert critic(episode(ON_PERSONA)).overall == 1.0
+    scores = critic(episode(ON_PERSONA))
+    assert math.isnan(scores.overall) and not scores.rated
+    assert "no weighted dimension applies" in scores.overall_reason
+    assert scores.to_dict()["overall"] is None
 
 
 def test_zero_weight_scorers_are_never_built_or_called() -> None:
@@ -144,14 +150,18 @@ def default_critic(embedder) -> Critic:
 
 
 def expected_overall(values: Mapping[str, float]) -> float:
-    weights = {d: float(DEFAULT_CRITIC.dimensions[d].weight) for d in DIMENSIONS}
-    used = [d for d in DIMENSIONS if not math.isnan(values[d])]
-    return sum(values[d] * weights[d] for d in used) / sum(weights[d] for d in used)
+    """The weighted mean of the quality dimensions, pulled to the floor by the failure gates."""
+    weights = {d: float(DEFAULT_CRITIC.dimensions[d].weight) for d in (*DIMENSIONS, *GATES)}
+    used = [d for d in DIMENSIONS if not math.isnan(values[d]) and weights[d] > 0]
+    quality = sum(values[d] * weights[d] for d in used) / sum(weights[d] for d in used)
+    factor = math.prod(((values[g] - 1) / 4) ** weights[g] for g in GATES if not math.isnan(values[g]))
+    return 1 + (quality - 1) * factor
 
 
 def test_default_critic_leaves_the_judge_unbuilt(default_critic: Critic) -> None:
     assert "judge" not in default_critic.scorers
-    assert set(default_critic.scorers) == {"persona", "naturalness", "engagement", "mood", "problem"}
+    assert set(default_critic.scorers) == {"persona", "naturalness", "engagement", "mood", "problem",
+                                           "copying", "self_address", "recitation", "contradiction"}
 
 
 def test_default_critic_scores_are_on_scale_and_overall_is_the_weighted_mean(default_critic: Critic
@@ -159,13 +169,13 @@ def test_default_critic_scores_are_on_scale_and_overall_is_the_weighted_mean(def
     peer, support = episode(ON_PERSONA), episode(SUPPORT, SUPPORT_ROLES, eid="e2")
     peer_scores, support_scores = default_critic.score([peer, support])
     for scores in (peer_scores, support_scores):
-        assert set(scores.values) == set(DIMENSIONS)
+        assert set(scores.values) == {*DIMENSIONS, *GATES}
         assert all(math.isnan(v) or 1.0 <= v <= 5.0 for v in scores.values.values())
         assert scores.overall == pytest.approx(expected_overall(scores.values))
     # Peers: no seeker, so mood and problem do not apply; everything applies to a support talk.
     assert math.isnan(peer_scores.values["mood_improved"])
     assert math.isnan(peer_scores.values["problem_solved"])
-    assert not any(math.isnan(v) for v in support_scores.values.values())
+    assert not any(math.isnan(support_scores.values[d]) for d in DIMENSIONS)
     assert support_scores.values["mood_improved"] > 3.0  # "stressed" -> "I feel much better now"
 
 

@@ -92,7 +92,7 @@ class Target:
 
     @property
     def overall(self) -> float | None:
-        return self.episode.scores.overall if self.episode.scores else None
+        return self.episode.scores.overall if self.episode.scores and self.episode.scores.rated else None
 
 
 def select_episodes(episodes: Sequence[Episode], rule: EpisodeFilter) -> list[Episode]:

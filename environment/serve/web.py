@@ -66,7 +66,7 @@ def _number(value: float | None) -> float | None:
 def episode_summary(episode: Episode) -> dict[str, Any]:
     return {"id": episode.id, "round": episode.round, "participants": list(episode.participants),
             "roles": episode.roles, "turns": len(episode.turns), "stop_reason": episode.stop_reason,
-            "overall": _number(episode.scores.overall) if episode.scores else None}
+            "overall": _number(episode.scores.overall) if episode.scores and episode.scores.rated else None}
 
 
 @router.get("/episodes")

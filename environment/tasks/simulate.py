@@ -118,7 +118,7 @@ def run_summary(cfg: DictConfig, society: Society) -> dict[str, str]:
 
 def print_outcome(folder: Path, store: SQLiteEpisodeStore, outputs: list[Path]) -> None:
     episodes = store.episodes()
-    scores = [e.scores.overall for e in episodes if e.scores]
+    scores = [e.scores.overall for e in episodes if e.scores and e.scores.rated]
     mean = f"{np.mean(scores):.2f}" if scores else "n/a"
     print(f"salon: {len(episodes)} episodes, mean overall score {mean}; run folder: {folder}")
     for path in outputs:
