@@ -78,13 +78,16 @@ def content_words(text: str) -> list[str]:
 
 
 def recites(line: str, fact: str) -> bool:
-    """Whether ``line`` restates ``fact`` nearly word for word (its content words mostly the
-    fact's, in a long shared run) rather than using it."""
+    """Whether ``line`` is the fact restated nearly word for word and little else: most of the
+    fact's content words, in a long shared run, and hardly any of its own. "i have two dogs."
+    as a whole line recites; "i have two dogs, do you have pets?" uses the fact."""
     a, b = content_words(line), content_words(fact)
     if len(b) < 2 or not a:
         return False
-    covered = len(set(a) & set(b)) / len(set(b))
-    return covered >= 0.8 and longest_shared_run(words(line), words(fact)) >= min(4, len(words(fact)))
+    shared = set(a) & set(b)
+    covered, own = len(shared) / len(set(b)), len(shared) / len(set(a))
+    return covered >= 0.8 and own >= 0.8 and longest_shared_run(words(line), words(fact)) >= min(
+        4, len(words(fact)))
 
 
 @dataclass(frozen=True)

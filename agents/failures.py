@@ -82,7 +82,7 @@ class Recitation:
     """A line that restates one of the speaker's persona facts nearly word for word instead of
     using it in conversation (agents.degeneration.recites)."""
 
-    cost: float = 1.0
+    cost: float = 2.0
     dimension: str = "recitation"
 
     def score(self, episodes: Sequence[Episode], personas: Mapping[str, Any]) -> list[Judgement]:

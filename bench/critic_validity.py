@@ -1,10 +1,17 @@
 """Does each critic dimension tell real dialogues from corrupted ones?
 
-`python -m bench.critic_validity [--dialogues 200] [--critic default]` scores Persona-Chat
-dev dialogues (0-199, never the test split) and, per dimension, the same dialogues with one
-corruption aimed at that dimension; it prints the AUC (probability that the real dialogue
-scores higher) per dimension and scorer as a JSON line. An AUC near 0.5 means the scorer
-cannot see what it claims to measure; such a scorer must not carry weight in `overall`.
+`python -m bench.critic_validity [--dialogues 200] [--critic default] [--runs RUN ...]` scores
+Persona-Chat dev dialogues (0-199, never the test split) and, per dimension, the same dialogues
+with one corruption aimed at that dimension; it prints the AUC (probability that the real
+dialogue scores higher) per dimension and scorer as a JSON line. An AUC near 0.5 means the
+scorer cannot see what it claims to measure; such a scorer must not carry weight in `overall`.
+
+With ``--runs``, it also takes the episodes of those Salon run folders (what Salon's own
+generator says) and injects into each one failure at a time: a line replaced by the partner's
+previous line, by the speaker's own line two turns back, a line that opens with its speaker's
+name, a recited persona fact, a line contradicting a persona fact. Real and corrupted episodes
+are scored through `task=score` (with the run's characters.jsonl), and it reports the AUC of
+real over corrupted on the failure's own dimension and on `overall`.
 
 For the role-based dimensions the first speaker plays the seeker, the second the supporter.
 """
@@ -15,12 +22,15 @@ import argparse
 import dataclasses
 import json
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from agents.importers import personachat_episodes, personachat_personas, read_personachat
+from bench.common import log
+from bench.injections import generated_validity
 from core.records import Episode, Turn
 from training.scorers import auc as roc_auc
 
@@ -143,30 +153,56 @@ def main() -> None:
     parser.add_argument("--judge-weight", type=float, default=None,
                         help="force every dimension's judge expert to this weight (to validate it)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs", nargs="*", type=Path, default=[],
+                        help="Salon run folders whose episodes get injected failures (scored via task=score)")
+    parser.add_argument("--registry", type=Path, default=None,
+                        help="registry with the contradiction scorer (trained into a temp one if absent)")
     args = parser.parse_args()
-    critic = build_critic(args.critic, args.judge_weight)
-    dialogues = read_personachat(PERSONACHAT, "dev")[: args.dialogues]
-    episodes = [as_support(e) for e in personachat_episodes(dialogues, personachat_personas(dialogues))]
-    rows = validity(critic, episodes, args.seed)
-    for row in rows:
+    with tempfile.TemporaryDirectory(prefix="salon-validity-") as temp:
+        registry = args.registry or Path(temp) / "registry"
+        ensure_contradiction_scorer(registry)
+        critic = build_critic(args.critic, args.judge_weight, registry)
+        dialogues = read_personachat(PERSONACHAT, "dev")[: args.dialogues]
+        episodes = [as_support(e) for e in personachat_episodes(dialogues, personachat_personas(dialogues))]
+        rows = validity(critic, episodes, args.seed)
+        generated = generated_validity(args.runs, args.critic, registry, Path(temp), args.seed) \
+            if args.runs else []
+    for row in [*rows, *generated]:
         print(" | ".join(f"{k}={v}" for k, v in row.items()))
-    print(json.dumps({"benchmark": "critic_validity", "dialogues": len(episodes), "rows": rows}))
+    print(json.dumps({"benchmark": "critic_validity", "dialogues": len(episodes), "rows": rows,
+                      "generated": generated}))
 
 
-def build_critic(name: str, judge_weight: float | None):
+def critic_config(name: str, registry: Path, overrides: Sequence[str] = ()):
     from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        return compose("config", overrides=[f"critic={name}", f"paths.registry_root={registry}", *overrides])
+
+
+def ensure_contradiction_scorer(registry: Path) -> None:
+    """Train the critic's contradiction expert into ``registry`` unless it is there already."""
+    from agents.models.registry import RegistryReader
+
+    if RegistryReader(registry).versions("contradiction"):
+        return
+    from training.tasks import train
+
+    log(f"training the contradiction scorer into {registry} (Persona-Chat dev 40-199, ~2 min)")
+    train.run(critic_config("default", registry, ["task=train", "training.target=contradiction",
+                                                   f"paths.run_dir={registry.parent / 'contradiction'}"]))
+
+
+def build_critic(name: str, judge_weight: float | None, registry: Path):
     from hydra.utils import instantiate
 
     from environment.runtime import quiet_libraries
     from memory.embedder import SentenceEmbedder
 
     quiet_libraries()
-    overrides = [f"critic={name}"]
-    if judge_weight is not None:
-        for dimension in CHECKS:
-            overrides.append(f"critic.dimensions.{dimension}.experts.judge={judge_weight}")
-    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
+    overrides = [f"critic.dimensions.{d}.experts.judge={judge_weight}" for d in CHECKS] \
+        if judge_weight is not None else []
+    cfg = critic_config(name, registry, overrides)
     model = instantiate(cfg.model) if judge_weight else None
     return instantiate(cfg.critic)(embedder=SentenceEmbedder(), model=model)
 

@@ -133,8 +133,10 @@ def build_prompts(cfg: DictConfig) -> PromptBuilder:
 
 def build_engine(cfg: DictConfig, embedder: Embedder | None = None, **overrides: Any) -> ConversationEngine:
     """The conversation engine of `conversation.*`, its turn scorer sharing the run's embedder;
-    ``overrides`` replace some of its settings."""
-    return instantiate(cfg.conversation, "conversation", embedder=embedder, **overrides)
+    ``overrides`` replace some of its settings. The embedder goes in at the call, not through
+    `instantiate`, which would turn a dataclass into a config node."""
+    engine = instantiate(cfg.conversation, "conversation", _partial_=True, **overrides)
+    return complete(engine, "conversation", embedder=embedder)
 
 
 def build_policy(cfg: DictConfig, embedder: Embedder | None = None) -> PairingPolicy:

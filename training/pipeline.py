@@ -19,6 +19,8 @@ from core.records import Episode
 from environment import build
 from environment.build import base_model_name, complete, instantiate
 from memory.crossencoder import read_scorer_info
+from training.contradiction import RULES as CONTRADICTION_RULES
+from training.contradiction import build_contradiction_dataset
 from training.datasets import (
     BuiltDataset,
     EpisodeFilter,
@@ -143,4 +145,22 @@ def train_scorer(cfg: DictConfig, runs: list[Path], folder: Path, target: str
     card = {"base_model": read_scorer_info(trained.path).base, "dataset": built.card, "task": task,
             "metrics": trained.metrics, "baseline_metrics": trained.baseline_metrics}
     name = cfg.training.name or target.replace("_", "-")
+    return writable_registry(cfg).register(name, "scorer", trained.path, card), trained
+
+
+def train_contradiction(cfg: DictConfig, folder: Path) -> tuple[RegisteredModel, TrainedScorer]:
+    """The critic's contradiction expert: an NLI-style cross-encoder from MiniLM on Persona-Chat
+    dev dialogues 40-199 (training/contradiction.py), registered as ``training.name`` or
+    ``contradiction``."""
+    dialogues = read_personachat(Path(to_absolute_path(cfg.eval.path)), "dev")
+    built = build_contradiction_dataset(dialogues, cfg.seed)
+    card = {"kind": "contradiction", "source": "personachat dev 40-199", "rules": len(CONTRADICTION_RULES)}
+    save_dataset(built, folder / "dataset", card)
+    settings = instantiate(cfg.training.scorer, "training.scorer")
+    config: CrossEncoderConfig = complete(settings, "training.scorer", output=str(folder / "scorer"),
+                                          task="classification")
+    trained = train_cross_encoder(config, built["train"], built["eval"], "fact", "line", "label")
+    card = {"base_model": read_scorer_info(trained.path).base, "dataset": card, "task": "classification",
+            "metrics": trained.metrics, "baseline_metrics": trained.baseline_metrics}
+    name = cfg.training.name or "contradiction"
     return writable_registry(cfg).register(name, "scorer", trained.path, card), trained

@@ -3,8 +3,12 @@ compatibility) from logged runs or Persona-Chat dev, registered for swapping bac
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
+from agents.importers import read_personachat
 from core.errors import require
 from environment import build
 from environment.build import complete, instantiate
@@ -13,18 +17,22 @@ from training.pipeline import (
     base_source,
     check_source,
     train_chat,
+    train_contradiction,
     train_scorer,
     training_runs,
 )
 
-TARGETS = ("chat", *SCORER_TARGETS)
+TARGETS = ("chat", *SCORER_TARGETS, "contradiction")
 
 
 def check(cfg: DictConfig) -> None:
     """The target, source and runs, the training settings, and the base model on disk."""
     target = cfg.training.target
     require(target in TARGETS, "training.target", f"allowed is {', '.join(TARGETS)}", target)
-    check_source(cfg)
+    if target == "contradiction":  # always from Persona-Chat dev 40-199
+        read_personachat(Path(to_absolute_path(cfg.eval.path)), "dev")
+    else:
+        check_source(cfg)
     if target == "chat":
         instantiate(cfg.training.lora, "training.lora")
         base_source(cfg)
@@ -34,6 +42,12 @@ def check(cfg: DictConfig) -> None:
 
 def run(cfg: DictConfig) -> None:
     folder = build.run_dir(cfg)
+    if cfg.training.target == "contradiction":
+        registered, trained = train_contradiction(cfg, folder)
+        print(f"salon: trained {registered.ref}: held-out {trained.metrics} (embedding baseline "
+              f"{trained.baseline_metrics}); the critic's contradiction expert uses it as "
+              f"critic.scorers.contradiction.scorer={registered.ref}")
+        return
     runs = training_runs(cfg, folder)
     if cfg.training.target != "chat":
         registered, trained = train_scorer(cfg, runs, folder, cfg.training.target)
