@@ -90,13 +90,17 @@ class Critic:
     def _combine(self, by_scorer: Mapping[str, Judgement]) -> Scores:
         values: dict[str, float] = {}
         reasons: dict[str, str] = {}
+        experts: dict[str, dict[str, float]] = {}
         for dimension, spec in self.dimensions.items():
             parts = [(by_scorer[e].get(dimension, (math.nan, "")), w) for e, w in spec.active_experts.items()]
+            if len(parts) > 1:
+                experts[dimension] = {e: by_scorer[e].get(dimension, (math.nan, ""))[0]
+                                      for e in spec.active_experts}
             usable = [((v, r), w) for (v, r), w in parts if not math.isnan(v)]
             weight = sum(w for _, w in usable)
             values[dimension] = sum(v * w for (v, _), w in usable) / weight if weight else math.nan
             reasons[dimension] = "; ".join(r for (_, r), _ in parts if r)
-        return Scores(values, reasons, *self.overall(values))
+        return Scores(values, reasons, *self.overall(values), experts)
 
     def overall(self, values: Mapping[str, float]) -> tuple[float, str]:
         """The weighted mean q of the quality dimensions that apply, scaled toward the floor by

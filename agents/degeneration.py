@@ -73,6 +73,15 @@ def addresses(line: str, name: str) -> bool:
     return bool(pattern) and bool(re.search(rf",\s*(?:dear\s+)?(?:{pattern})\s*[,.!?]", line, flags=re.I))
 
 
+def claims_name(line: str, name: str) -> bool:
+    """Whether ``line`` introduces its speaker as ``name`` ("I'm Uma", "my name is Uma"): said
+    by anyone but Uma, the speaker has lost track of who is who."""
+    names = [n for n in dict.fromkeys([name.strip(), name.strip().split(" ")[0]]) if n]
+    pattern = "|".join(re.escape(n) for n in names)
+    return bool(pattern) and bool(re.search(rf"\b(?:i am|i'm|my name is|call me|this is)\s+(?:{pattern})\b",
+                                            line, flags=re.I))
+
+
 def content_words(text: str) -> list[str]:
     return [w for w in words(text) if w not in STOPWORDS]
 

@@ -9,6 +9,7 @@ share of questions about unknowable things (protective questions) answered with 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -28,7 +29,8 @@ from agents.persona import Persona
 from agents.prompting import PromptBuilder
 from agents.turns import Sampling, TurnRequest, take_turns
 from core.errors import UsageError
-from core.seams import ChatModel
+from core.records import MemoryRecord, Recalled
+from core.seams import ChatModel, MemoryStore
 
 DIGITS = tuple(str(d) for d in range(1, 8))
 INTERVIEWER = "Interviewer"
@@ -130,13 +132,18 @@ def protective_sessions(persona: Persona) -> list[Session]:
 
 def run_interview(character: Character, sessions: Sequence[Session], settings: ChatSettings,
                   prompts: PromptBuilder, now: float, seed: int, store: bool = False) -> list[Transcript]:
-    """All sessions advance together: one batched turn per question index."""
+    """All sessions advance together: one batched turn per question index. Protective questions
+    are asked without the not-knowing answers the reconstruction planted as memories, so the
+    hallucination proxy measures the character, not a recalled line."""
     answers: list[list[str]] = [[] for _ in sessions]
     errors = [""] * len(sessions)
+    withheld = Withholding(character.memory, planted_answers(character.persona))
+    guarded = dataclasses.replace(character, memory=withheld)
     for step in range(max((len(s.questions) for s in sessions), default=0)):
         active = [i for i, s in enumerate(sessions) if step < len(s.questions) and not errors[i]]
-        requests = [TurnRequest(character, _history(character, sessions[i], answers[i], step),
-                                INTERVIEWER, "interviewee") for i in active]
+        requests = [TurnRequest(guarded if sessions[i].protective else character,
+                                _history(character, sessions[i], answers[i], step), INTERVIEWER,
+                                "interviewee") for i in active]
         replies = take_turns(requests, prompts, settings.turn, now, Sampling(seed + step)) if requests else []
         for i, reply in zip(active, replies, strict=True):
             if reply.ok:
@@ -146,6 +153,52 @@ def run_interview(character: Character, sessions: Sequence[Session], settings: C
         if store:
             remember(zip(requests, replies, strict=True), now, settings.memory_importance)
     return [Transcript(s, tuple(a), e) for s, a, e in zip(sessions, answers, errors, strict=True)]
+
+
+def planted_answers(persona: Persona) -> tuple[str, ...]:
+    """The fixed not-knowing answers of the reconstruction's protective scenes."""
+    return tuple(s["answer"] for s in persona.extra.get("protective_scenes", []) if s.get("answer"))
+
+
+@dataclass
+class Withholding:
+    """A memory store that never recalls a memory containing one of ``texts`` (everything else
+    is the wrapped store's)."""
+
+    store: MemoryStore
+    texts: tuple[str, ...]
+
+    def search_many(self, requests: Sequence[tuple[str, str]], k: int, now: float,
+                    reinforce: bool = True) -> list[list[Recalled]]:
+        found = self.store.search_many(requests, k + len(self.texts), now, reinforce=False)
+        kept = [[m for m in memories if not any(t in m.text for t in self.texts)][:k] for memories in found]
+        if reinforce:
+            self.store.reinforce([m for memories in kept for m in memories], now)
+        return kept
+
+    def search(self, owner: str, query: str, k: int, now: float) -> list[Recalled]:
+        return self.search_many([(owner, query)], k, now)[0]
+
+    def add(self, records: Sequence[MemoryRecord]) -> list[str]:
+        return self.store.add(records)
+
+    def reinforce(self, recalled: Sequence[Recalled], now: float) -> None:
+        self.store.reinforce(recalled, now)
+
+    def forget(self, owner: str, now: float) -> int:
+        return self.store.forget(owner, now)
+
+    def forget_episodes(self, episode_ids: Sequence[str]) -> None:
+        self.store.forget_episodes(episode_ids)
+
+    def count(self, owner: str | None = None) -> int:
+        return self.store.count(owner)
+
+    def memories(self, owner: str) -> list[dict[str, Any]]:
+        return self.store.memories(owner)
+
+    def get(self, ids: Sequence[str]) -> dict[str, str]:
+        return self.store.get(ids)
 
 
 def _history(character: Character, session: Session, answers: list[str], step: int

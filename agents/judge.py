@@ -16,6 +16,8 @@ from core.records import Episode
 from core.seams import ChatModel, Judgement
 
 DIGITS = ("1", "2", "3", "4", "5")
+# A server that returns no logprobs gives the judge nothing to read; the report warns about it.
+NO_PROBABILITIES = "judge: no probability on the score tokens (a server without logprobs?)"
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,8 @@ class LLMJudge:
         probabilities = self.model.choice_probabilities([m for _, _, m in asks], DIGITS)
         for (index, dimension, _), row in zip(asks, probabilities, strict=True):
             value, mass = expected_score(row, range(1, 6))
-            results[index][dimension] = (value, f"judge expects {value:.2f} (mass on 1-5: {mass:.2f})")
+            results[index][dimension] = (value, f"judge expects {value:.2f} (mass on 1-5: {mass:.2f})"
+                                         if mass > 0 else NO_PROBABILITIES)
         return results
 
     def _messages(self, episode: Episode, item: RubricItem, roles: dict) -> list[BaseMessage]:

@@ -58,10 +58,21 @@ class PromptBuilder:
                                     ("attitude", persona.attitude),
                                     ("mentality", persona.mentality)) if value]
 
-    def system_prompt(self, context: ReplyContext) -> str:
+    def role_instruction(self, context: ReplyContext) -> str:
         worry = context.persona.recent_worry or "something is on your mind."
+        return self.role_instructions[context.role].format(partner=context.partner.split(" ")[0], worry=worry)
+
+    def instructions(self, context: ReplyContext) -> tuple[str, ...]:
+        """The instruction sentences of the system prompt (not the persona, not the memories):
+        what a reply must follow, never repeat (a small model otherwise recites them)."""
+        lines = self.system_prompt(context).splitlines()
+        role = self.role_instruction(context)
+        start = next((i for i, line in enumerate(lines) if line == role), len(lines))
+        return tuple(line for line in lines[start:] if line.strip())
+
+    def system_prompt(self, context: ReplyContext) -> str:
         partner_first = context.partner.split(" ")[0]
-        instruction = self.role_instructions[context.role].format(partner=partner_first, worry=worry)
+        instruction = self.role_instruction(context)
         return self.render("reply.jinja", persona=context.persona, partner=context.partner,
                            partner_first=partner_first,
                            memories=list(context.memories), scene=context.scene, goal=context.goal,

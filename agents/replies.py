@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from agents.degeneration import addresses
+from agents.degeneration import addresses, claims_name
 from core.records import Reply
 from core.text import ends_sentence, split_sentences
 
@@ -18,7 +18,8 @@ _GOODBYE = re.compile(
     r"(?:\s+(?:soon|later|tomorrow|next|around|then|again|there|on|at)\b|\s*(?:[.!,]|$))"
     r"|take care(?! of (?!yourself))\b)", re.I)
 _AI_DISCLAIMER = re.compile(
-    r"\bas an? (?:ai|artificial intelligence)\b|\blanguage model\b"
+    r"\bas an? (?:ai|artificial intelligence)\b|\blanguage model\b|\bnot an? ai\b"
+    r"|\bas an? (?:[\w-]+ )?(?:writing |virtual )?assistant\b"
     r"|\b(?:i am|i'm) (?:just |only )?an? (?:ai|artificial intelligence|chatbot|virtual assistant)\b", re.I)
 
 
@@ -30,6 +31,8 @@ def clean_reply(raw: str, speaker: str, partner: str, max_sentences: int = 3) ->
         return Reply(error="the reply speaks for the partner")
     if addresses(text, speaker):
         return Reply(error="the reply addresses its own speaker by name")
+    if claims_name(text, partner):
+        return Reply(error="the reply claims to be the partner")
     text = whole_sentences(text, max_sentences)
     if not re.search(r"[A-Za-z]{2}", text):
         return Reply(error=f"empty or unreadable reply: {raw[:60]!r}")

@@ -104,7 +104,7 @@ def take_turns(requests: Sequence[TurnRequest], prompts: PromptBuilder, settings
     candidate per request). ``ranker`` picks among candidates (None: the first usable one)."""
     recalled = recall(requests, settings.memory_k, now)
     messages = [prompt_for(prompts, r, found) for r, found in zip(requests, recalled, strict=True)]
-    avoid = [_avoid(r, found) for r, found in zip(requests, recalled, strict=True)]
+    avoid = [_avoid(prompts, r, found) for r, found in zip(requests, recalled, strict=True)]
     replies = [Reply(error="not generated", recalled=tuple(found), goal=r.goal)
                for r, found in zip(requests, recalled, strict=True)]
     pending = list(range(len(requests)))
@@ -167,11 +167,13 @@ def turn_context(request: TurnRequest, recalled: Sequence[Recalled]) -> TurnCont
                        tuple(m.text for m in recalled), tuple(request.character.persona.facts))
 
 
-def _avoid(request: TurnRequest, recalled: Sequence[Recalled]) -> Avoid:
-    """A reply may not copy the conversation's lines nor the recalled memories; its own
-    persona facts it may always use."""
-    return Avoid(tuple(t for _, t in request.history) + tuple(m.text for m in recalled),
-                 tuple(request.character.persona.facts))
+def _avoid(prompts: PromptBuilder, request: TurnRequest, recalled: Sequence[Recalled]) -> Avoid:
+    """A reply may not copy the conversation's lines, the recalled memories or the prompt's
+    instructions; its own persona facts it may always use."""
+    context = request.character.context(request.history, request.partner, request.role, recalled,
+                                        request.scene, request.goal)
+    return Avoid(tuple(t for _, t in request.history) + tuple(m.text for m in recalled)
+                 + prompts.instructions(context), tuple(request.character.persona.facts))
 
 
 def recall(requests: Sequence[TurnRequest], k: int, now: float) -> list[list[Recalled]]:

@@ -143,6 +143,8 @@ class Scores:
     reasons: dict[str, str]
     overall: float
     overall_reason: str = ""
+    # dimension -> expert -> value, for dimensions carried by more than one expert (agreement)
+    experts: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if set(self.values) != set(self.reasons):
@@ -169,12 +171,15 @@ class Scores:
         return {**self.reasons, **({"overall": self.overall_reason} if self.overall_reason else {})}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], reasons: dict[str, str] | None = None) -> Scores:
+    def from_dict(cls, data: dict[str, Any], reasons: dict[str, str] | None = None,
+                  experts: dict[str, dict[str, float | None]] | None = None) -> Scores:
         values = {k: (math.nan if v is None else float(v)) for k, v in data.items() if k != "overall"}
         reasons = reasons or {}
         overall = math.nan if data.get("overall") is None else float(data["overall"])
+        by_expert = {d: {x: math.nan if v is None else float(v) for x, v in e.items()}
+                     for d, e in (experts or {}).items()}
         return cls(values, {k: reasons.get(k, "") for k in values}, overall,
-                   reasons.get("overall", "" if overall == overall else "not rated"))
+                   reasons.get("overall", "" if overall == overall else "not rated"), by_expert)
 
 
 @dataclass(frozen=True)
@@ -238,6 +243,8 @@ class Episode:
             "stop_reason": self.stop_reason,
             "scores": self.scores.to_dict() if self.scores else None,
             "score_reasons": self.scores.all_reasons() if self.scores else None,
+            **({"expert_scores": _nan_as_none(self.scores.experts)}
+               if self.scores and self.scores.experts else {}),
             "model": self.model,
             "models": self.models,
             "meta": self.meta,
@@ -258,7 +265,12 @@ class Episode:
             character_ids=dict(data.get("character_ids", {})),
             scene=Scene(**scene) if scene else None,
             stop_reason=str(data.get("stop_reason", "")),
-            scores=Scores.from_dict(scores, data.get("score_reasons")) if scores else None,
+            scores=Scores.from_dict(scores, data.get("score_reasons"), data.get("expert_scores"))
+            if scores else None,
             models=dict(data.get("models", {})),
             meta=dict(data.get("meta", {})),
         )
+
+
+def _nan_as_none(experts: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:
+    return {d: {x: None if math.isnan(v) else round(v, 4) for x, v in e.items()} for d, e in experts.items()}

@@ -11,6 +11,7 @@ import networkx as nx
 
 from core.records import Episode, Turn
 from core.stats import mean_ci
+from environment.critic_report import agreement_section, conversations_section, distribution_section
 from environment.graph import graph_metrics
 from environment.markdown import markdown_table
 
@@ -25,6 +26,9 @@ def write_report(path: str | Path, *, title: str, config_summary: dict[str, str]
         _settings_section(config_summary),
         _episodes_section(episodes),
         _scores_section(episodes),
+        conversations_section(episodes),
+        agreement_section(episodes),
+        distribution_section(episodes),
         _models_section(episodes),
         _tokens_section(episodes, wall_seconds),
         _graph_section(graph),

@@ -84,7 +84,8 @@ class _Ranked:
 def test_best_of_n_returns_the_candidate_the_scorer_ranks_first() -> None:
     lines = ["I bake bread for the whole street.", "Sundays are for long walks by the river.",
              "My oven is older than my car, honestly."]
-    model = ScriptedChatModel(lambda messages, number, it=iter(lines * 3): next(it))
+    said = iter(lines * 3)
+    model = ScriptedChatModel(lambda messages, number: next(said))
     persona = Persona(id="p0", name="Anna Roux", facts=(FACT,))
     character = Character(persona, InMemoryMemoryStore(), model)
     request = TurnRequest(character, (("Ben", "What do you do on Sundays?"),), "Ben", "peer")

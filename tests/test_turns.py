@@ -187,3 +187,29 @@ def test_the_ab_cohort_is_drawn_once_and_kept_in_characters_jsonl(tmp_path: Path
     characters = build.build_characters(again, InMemoryMemoryStore(), ScriptedChatModel(says("Hi.")), plan)
     assert {c.id for c in characters if c.adapter == "chat:1"} == set(cohort)
     assert all(c.cohort == ("adapter" if c.id in cohort else "base") for c in characters)
+
+
+def test_protective_questions_are_asked_without_the_planted_answers() -> None:
+    """The interview's hallucination proxy must not count a recalled "I have never heard of X"."""
+    from agents.interview import Session, Withholding, run_interview
+
+    planted = "I have never heard of a smartphone, so I cannot say anything about it."
+    memory = InMemoryMemoryStore()
+    asked = f'Someone once asked me: "What is a smartphone?" {planted}'
+    memory.add([MemoryRecord("p0", asked, "seed", 0.8, 0.0),
+                MemoryRecord("p0", "I sailed to Crete in my youth.", "seed", 0.8, 0.0)])
+    seen: list[str] = []
+
+    def script(messages, number):
+        seen.append(str(messages[0].content))
+        return "I would not know about such a thing."
+
+    persona = Persona(id="p0", name="Person 0", facts=("I am a sailor.",),
+                      extra={"protective_scenes": [{"question": "What is a smartphone?", "answer": planted}]})
+    speaker = Character(persona, memory, ScriptedChatModel(script))
+    sessions = [Session("p000", "protective", ("What is a smartphone?",)), Session("q000", "life", ("Hi?",))]
+    transcripts = run_interview(speaker, sessions, ChatSettings(), PROMPTS, 0.0, 0)
+    assert all(t.answers for t in transcripts)
+    assert planted not in seen[0] and "Crete" in seen[0]  # the protective question: withheld
+    assert planted in seen[1]  # any other question recalls it as usual
+    assert Withholding(memory, (planted,)).search("p0", "smartphone", 5, 0.0)[0].text.startswith("I sailed")

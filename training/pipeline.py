@@ -153,7 +153,7 @@ def train_contradiction(cfg: DictConfig, folder: Path) -> tuple[RegisteredModel,
     dev dialogues 40-199 (training/contradiction.py), registered as ``training.name`` or
     ``contradiction``."""
     dialogues = read_personachat(Path(to_absolute_path(cfg.eval.path)), "dev")
-    built = build_contradiction_dataset(dialogues, cfg.seed)
+    built = build_contradiction_dataset(dialogues[: cfg.training.personachat_dialogues], cfg.seed)
     card = {"kind": "contradiction", "source": "personachat dev 40-199", "rules": len(CONTRADICTION_RULES)}
     save_dataset(built, folder / "dataset", card)
     settings = instantiate(cfg.training.scorer, "training.scorer")
