@@ -80,6 +80,17 @@ def test_smoke_run_succeeds_in_time_and_writes_every_output(smoke) -> None:
     assert "salon: 2 episodes" in result.stdout
 
 
+def test_task_score_on_a_runs_own_episodes_reproduces_its_scores_exactly(smoke, tmp_path: Path) -> None:
+    _, _, folder = smoke
+    result, _ = salon("task=score", f"input={folder / 'episodes.jsonl'}", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "no characters.jsonl" not in result.stderr  # the run's personas were read
+    stored = {e["id"]: (e["scores"], e["score_reasons"]) for e in read_jsonl(folder / "episodes.jsonl")}
+    scored = read_jsonl(tmp_path / "episodes.scored.jsonl")
+    rescored = {e["id"]: (e["scores"], e["score_reasons"]) for e in scored}
+    assert rescored == stored
+
+
 def test_smoke_episodes_hold_real_model_output_and_scores(smoke) -> None:
     _, _, folder = smoke
     lines = read_jsonl(folder / "episodes.jsonl")
