@@ -71,6 +71,11 @@ def assert_usage_error(tmp_path: Path, result: subprocess.CompletedProcess, seco
      "training.scorer.epochs=0"),
     ("task=chat character=Nobody", "no character 'Nobody'"),
     ("seed=-1", "seed=-1"),
+    # the Persona-Chat splits: a loop may not train on what it evaluates on
+    ("task=loop training.personachat_dialogues=[0,200]", "dialogues 0-39, which loop.eval_dialogues"),
+    ("task=loop loop.discriminator_dialogues=[150,250]", "test dialogues"),
+    ("task=loop loop.name=exp.2", "loop.name='exp.2'"),
+    ("task=train training.runs=[x] training.name=exp.2", "training.name='exp.2'"),
 ])
 def test_bad_values_fail_fast_with_one_line(tmp_path: Path, override: str, key: str) -> None:
     result, seconds = run_salon(tmp_path, *override.split(" "))

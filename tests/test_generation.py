@@ -111,7 +111,7 @@ def test_conversation_switches_reach_the_engine_through_hydra() -> None:
         default = compose("config")
         plain = compose("config", overrides=["conversation.candidates=1", "conversation.block_ngrams=0"])
     engine = build_engine(default, ConstantEmbedder())
-    assert engine.turn.candidates == 4 and engine.turn.block_ngrams == 4
+    assert engine.turn.candidates == 3 and engine.turn.block_ngrams == 4
     assert isinstance(engine.ranker, TurnRanker) and isinstance(engine.ranker.embedder, ConstantEmbedder)
     off = build_engine(plain, ConstantEmbedder())
     assert (off.turn.candidates, off.turn.block_ngrams) == (1, 0)

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,36 +24,74 @@ def salon(*arguments: str, timeout: float = 600) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
+LOOP = ["task=loop", "experiment=smoke", "loop.generations=1", "loop.held_out=1", "conversation.max_turns=4",
+        "conversation.min_turns=4", "loop.eval_dialogues=[0,3]", "loop.eval_per_dialogue=2",
+        "loop.test_dialogues=[200,203]", "loop.test_per_dialogue=1", "loop.discriminator_dialogues=[40,52]",
+        "loop.warm_start_steps=2", "training.personachat_dialogues=[40,46]", "training.lora.max_steps=2",
+        "training.scorer.epochs=1", "simulation.progress=false"]
+
+
+def generation_done(folder: Path, index: int) -> bool:
+    try:
+        state = json.loads((folder / "loop.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return len(state["generations"]) > index and state["generations"][index]["done"]
+
+
 @pytest.fixture(scope="module")
-def loop_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def loop_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    """A loop killed (SIGKILL) right after generation 0 finished, then resumed to the end."""
     folder, registry = tmp_path_factory.mktemp("loop"), tmp_path_factory.mktemp("registry")
-    result = salon("task=loop", "experiment=smoke", "loop.held_out=1", "loop.eval_dialogues=3",
-                   "loop.eval_per_dialogue=2", "training.lora.max_steps=2", "training.top_fraction=null",
-                   "simulation.progress=false", f"paths.registry_root={registry}", f"hydra.run.dir={folder}")
+    arguments = [*LOOP, f"paths.registry_root={registry}", f"hydra.run.dir={folder}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    log = folder.parent / f"{folder.name}.log"  # a file, not a pipe: a full pipe would stall the run
+    with log.open("w") as errors:
+        process = subprocess.Popen([PYTHON, "run.py", *arguments], cwd=ROOT, env=env, stdout=errors,
+                                   stderr=errors)
+        deadline = time.monotonic() + 900
+        while not generation_done(folder, 0) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        process.kill()  # SIGKILL: no cleanup of any kind
+        process.wait(timeout=60)
+    assert generation_done(folder, 0), log.read_text()[-3000:]
+    before = json.loads((folder / "loop.json").read_text())
+    result = salon(f"resume={folder}", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    return folder, registry
+    return folder, registry, before
+
+
+def test_the_loop_resumes_after_a_kill_between_generations(loop_run) -> None:
+    folder, registry, before = loop_run
+    after = json.loads((folder / "loop.json").read_text())
+    assert after["generations"][0] == before["generations"][0]  # generation 0 was not run again
+    assert len(after["generations"]) == 2 and all(g["done"] for g in after["generations"])
+    versions = sorted(p.parent.name for p in (registry / "models").glob("*/*/card.json"))
+    assert versions == ["1", "2"]  # the warm start and generation 0's adapter, each trained once
 
 
 def test_loop_reports_both_generations_on_held_out_characters(loop_run) -> None:
-    folder, registry = loop_run
+    folder, registry, _ = loop_run
     report = (folder / "loop_report.md").read_text()
-    assert "gen 0 (base)" in report and "gen 1 (loop-" in report
+    assert "gen 0 (loop-" in report and "gen 1 (loop-" in report and "Welch's t" in report
     assert (folder / "loop.png").stat().st_size > 1000
     data = json.loads((folder / "loop.json").read_text())
     first, second = data["generations"]
-    assert first["trained_adapter"] == second["adapter"] != ""
-    assert first["dataset"]["train"] > 0 and first["train_loss"] > 0
+    assert data["warm_start"] == first["adapter"] and first["trained_adapter"] == second["adapter"]
+    assert first["dataset"]["train"] > 0
     held = set(data["held_out"])
-    card = json.loads(next((registry / "models").glob("*/1/card.json")).read_text())
+    card = json.loads(next((registry / "models").glob("*/2/card.json")).read_text())
+    assert card["dataset"]["kind"] == "turn_preference"
     trained_on = set(card["dataset"]["characters"]["train"])
     assert trained_on and not held & trained_on  # held-out characters never enter training
-    assert held <= set(card["dataset"]["split"]["eval"])
     for generation in (first, second):
         assert generation["held_out_scores"]["overall"] and generation["perplexity"] > 1
+        assert 0 <= generation["discriminator_auc"] <= 1 and "repeat_share" in generation["degeneration"]
+    assert set(data["test"]) == {"base", "generation 0", "generation 1"}
 
 
 def test_adapter_swaps_into_a_plain_simulation_and_is_recorded(loop_run, tmp_path: Path) -> None:
-    folder, registry = loop_run
+    folder, registry, _ = loop_run
     adapter = json.loads((folder / "loop.json").read_text())["generations"][0]["trained_adapter"]
     result = salon("experiment=smoke", f"model.adapter={adapter}", f"paths.registry_root={registry}",
                    "simulation.progress=false", f"hydra.run.dir={tmp_path / 'run'}")
@@ -64,19 +103,19 @@ def test_adapter_swaps_into_a_plain_simulation_and_is_recorded(loop_run, tmp_pat
 
 
 def test_evaluate_compares_base_and_adapter(loop_run, tmp_path: Path) -> None:
-    _, registry = loop_run
+    _, registry, _ = loop_run
     result = salon("task=evaluate", "eval=personachat", "eval.split=dev", "eval.dialogues=3",
                    "eval.max_per_dialogue=2", f"paths.registry_root={registry}",
                    f"hydra.run.dir={tmp_path / 'eval'}")
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| SmolLM2")]
-    assert len(rows) == 2 and "+loop-" in rows[1]
+    assert len(rows) == 2 and "+loop-" in rows[1]  # the latest version of the loop's adapter
     numbers = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert all(r["perplexity"] > 1 and 0 <= r["f1"] <= 1 for r in numbers)
 
 
 def test_adapter_from_another_base_is_refused_before_work(loop_run, tmp_path: Path) -> None:
-    _, registry = loop_run
+    _, registry, _ = loop_run
     card_path = next((registry / "models").glob("*/1/card.json"))
     name = card_path.parent.parent.name
     card = json.loads(card_path.read_text())

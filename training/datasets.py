@@ -244,7 +244,7 @@ def build_chat_dataset(data: RunData, rule: EpisodeFilter, prompts: PromptBuilde
                            "turn": target.index})
     notes = ("Each example is a turn's prompt rebuilt with the prompt templates (persona, partner, role, "
              "scene, recalled memories, history window) followed by the reply as the assistant message.")
-    return _built("chat", data, rows, CHAT_FEATURES, split, dropped, rule, notes, warnings,
+    return built_dataset("chat", data, rows, CHAT_FEATURES, split, dropped, rule, notes, warnings,
                   extra={"split_by": "partner" if rule.character else "speaker", **_prompt_settings(prompts)})
 
 
@@ -282,7 +282,7 @@ def build_preference_dataset(data: RunData, rule: EpisodeFilter, prompts: Prompt
     within = " within one round (runs of one seed share pairings and scenes)" if same_round else ""
     notes = (f"Pairs match character, role and the speaker's n-th turn{within}; the rejected reply was "
              "said in its own episode, whose context can differ from the prompt shown.")
-    return _built("preference", data, rows, PREFERENCE_FEATURES, split, dropped, rule, notes,
+    return built_dataset("preference", data, rows, PREFERENCE_FEATURES, split, dropped, rule, notes,
                   extra={"min_margin": min_margin, "same_round": same_round, **_prompt_settings(prompts),
                          "split_by": "partner" if rule.character else "speaker"})
 
@@ -343,7 +343,7 @@ def build_memory_selector_dataset(data: RunData, split: CharacterSplit, rng: np.
                          "conversation.memory_k > 0 and the chroma memory in the run folder")
     notes = ("label 1: the memory was among those recalled for the turn (relevance x recency x importance); "
              "label 0: another memory the character held at that time.")
-    return _built("memory_selector", data, rows, MEMORY_FEATURES, split, dropped,
+    return built_dataset("memory_selector", data, rows, MEMORY_FEATURES, split, dropped,
                   extra={"negatives_per_positive": negatives_per_positive, "history_turns": history_turns},
                   notes=notes)
 
@@ -395,7 +395,7 @@ def build_compatibility_dataset(data: RunData, split: CharacterSplit) -> BuiltDa
         rows[side].append(row)
     notes = ("score: the critic's overall score (1-5) of the pair's episode; a pair goes to eval if "
              "either character is held out.")
-    return _built("compatibility", data, rows, COMPATIBILITY_FEATURES, split, dropped, notes=notes)
+    return built_dataset("compatibility", data, rows, COMPATIBILITY_FEATURES, split, dropped, notes=notes)
 
 
 def _compatibility_row(data: RunData, episode: Episode) -> dict[str, Any]:
@@ -411,7 +411,7 @@ def _other(episode: Episode, name: str) -> str:
     return next(n for n in episode.participants if n != name)
 
 
-def _built(kind: str, data: RunData, rows: dict[str, list[dict[str, Any]]], features: Features,
+def built_dataset(kind: str, data: RunData, rows: dict[str, list[dict[str, Any]]], features: Features,
            split: CharacterSplit, dropped: Counter[str], rule: EpisodeFilter | None = None,
            notes: str = "", warnings: Counter[str] | None = None,
            extra: dict[str, Any] | None = None) -> BuiltDataset:

@@ -87,11 +87,13 @@ def evaluate_model(model, examples: Sequence[EvalExample], adapter: str = "",
     return EvalResult(model.label(adapter), perplexity, f1, len(examples), tokens)
 
 
-def write_results(folder: Path, results: Sequence[EvalResult], title: str) -> str:
+def write_results(folder: Path, results: Sequence[EvalResult], title: str,
+                  failures: Sequence[str] = ()) -> str:
     lines = [f"# {title}", "", "| model | perplexity | F1 | examples | reply tokens |",
              "|---|---|---|---|---|"]
     lines += [f"| {r.model} | {r.perplexity:.2f} | {r.f1:.4f} | {r.examples} | {r.reply_tokens} |"
               for r in results]
+    lines += ["", *(f"- not evaluated: {f}" for f in failures)] if failures else []
     text = "\n".join(lines) + "\n"
     (folder / "eval.md").write_text(text)
     (folder / "eval.json").write_text(json.dumps([asdict(r) for r in results], indent=2))

@@ -78,10 +78,16 @@ def as_prompt_completion(dataset: Dataset) -> Dataset:
 
 
 def train_lora(config: LoraTrainingConfig, base: ModelSource, train: Dataset, evaluation: Dataset | None,
-               output_dir: Path) -> TrainingResult:
+               output_dir: Path, init_adapter: Path | None = None) -> TrainingResult:
+    """LoRA on ``base``: a new adapter, or ``init_adapter`` trained further (the learning loop
+    continues each generation's adapter; DPO then uses the base without adapters as reference)."""
     if len(train) == 0:
         raise UsageError("the training set is empty: lower training.min_overall or add runs")
     model, tokenizer = _load_base(base, config)
+    if init_adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
     trainer = _trainer(config, model, tokenizer, train, evaluation, output_dir)
     resume = any(output_dir.glob("checkpoint-*"))
     if resume:
@@ -146,13 +152,20 @@ def _trainer(config: LoraTrainingConfig, model: Any, tokenizer: Any, train: Data
 
         args = DPOConfig(**_common_args(config, output_dir), beta=config.dpo_beta)
         return DPOTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
-                          processing_class=tokenizer, peft_config=_peft_config(config))
+                          processing_class=tokenizer, peft_config=_new_adapter(config, model))
     from trl import SFTConfig, SFTTrainer
 
     args = SFTConfig(**_common_args(config, output_dir), completion_only_loss=True)
     return SFTTrainer(model=model, args=args, train_dataset=as_prompt_completion(train),
                       eval_dataset=as_prompt_completion(evaluation) if evaluation is not None else None,
-                      processing_class=tokenizer, peft_config=_peft_config(config))
+                      processing_class=tokenizer, peft_config=_new_adapter(config, model))
+
+
+def _new_adapter(config: LoraTrainingConfig, model: Any) -> Any:
+    """The LoRA settings for a new adapter; None when the model already carries one to train."""
+    from peft import PeftModel
+
+    return None if isinstance(model, PeftModel) else _peft_config(config)
 
 
 def _trained_tokens(trainer: Any, config: LoraTrainingConfig) -> int:

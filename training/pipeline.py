@@ -36,6 +36,7 @@ from training.lora import LoraTrainingConfig, TrainingResult, train_lora
 from training.registry import ModelRegistry
 from training.runs import RunData, load_runs
 from training.scorers import CrossEncoderConfig, TrainedScorer, train_cross_encoder
+from training.splits import as_range, dialogues
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,12 @@ def episode_filter(cfg: DictConfig) -> EpisodeFilter:
 def personachat_run(cfg: DictConfig, folder: Path) -> Path:
     """Persona-Chat dev dialogues written as a run folder, so they train like episodes."""
     path = Path(to_absolute_path(cfg.eval.path))
-    dialogues = read_personachat(path, "dev")[: cfg.training.personachat_dialogues]
-    personas = personachat_personas(dialogues)
+    chosen = dialogues(path, as_range(cfg.training.personachat_dialogues, "training.personachat_dialogues"))
+    personas = personachat_personas(chosen)
     run = folder / "personachat-dev"
     run.mkdir(parents=True, exist_ok=True)
     save_bank(personas, run / "characters.jsonl")
-    episodes: list[Episode] = personachat_episodes(dialogues, personas)
+    episodes: list[Episode] = personachat_episodes(chosen, personas)
     (run / "episodes.jsonl").write_text("".join(_json(e) for e in episodes))
     return run
 
@@ -104,18 +105,26 @@ def build_chat_data(cfg: DictConfig, data: RunData, held_out: list[str]) -> Buil
 def train_chat(cfg: DictConfig, runs: list[Path], folder: Path, held_out: list[str],
                name: str) -> tuple[RegisteredModel, TrainingResult, BuiltDataset]:
     """Dataset -> LoRA -> registry; the dataset and its card are kept in ``folder``."""
-    base = base_source(cfg)  # fails fast if the model package is missing
+    base_source(cfg)  # fails fast if the model package is missing
     built = build_chat_data(cfg, load_runs(runs), held_out)
+    registered, result = train_and_register(cfg, built, folder, name)
+    return registered, result, built
+
+
+def train_and_register(cfg: DictConfig, built: BuiltDataset, folder: Path, name: str,
+                       init_adapter: Path | None = None) -> tuple[RegisteredModel, TrainingResult]:
+    """Save the dataset in ``folder``, train LoRA on it (a new adapter, or ``init_adapter``
+    further) with `training.lora`, and register the result as the next version of ``name``."""
     save_dataset(built.dataset, folder / "dataset", built.card)
     settings: LoraTrainingConfig = instantiate(cfg.training.lora, "training.lora")
-    result = train_lora(settings, base, built.dataset["train"], built.dataset["eval"], folder / "lora")
+    result = train_lora(settings, base_source(cfg), built.dataset["train"], built.dataset["eval"],
+                        folder / "lora", init_adapter)
     card = {"base_model": base_model_name(cfg.model), "dataset": built.card, "method": settings.method,
             "metrics": {"train_loss": result.train_loss, "eval_loss": result.eval_loss,
                         "steps": result.steps, "train_tokens": result.train_tokens,
                         "train_seconds": round(result.seconds, 1),
                         "train_tokens_per_second": round(result.tokens_per_second, 1)}}
-    registered = writable_registry(cfg).register(name, "adapter", result.adapter_dir, card)
-    return registered, result, built
+    return writable_registry(cfg).register(name, "adapter", result.adapter_dir, card), result
 
 
 def writable_registry(cfg: DictConfig) -> ModelRegistry:
@@ -152,8 +161,8 @@ def train_contradiction(cfg: DictConfig, folder: Path) -> tuple[RegisteredModel,
     """The critic's contradiction expert: an NLI-style cross-encoder from MiniLM on Persona-Chat
     dev dialogues 40-199 (training/contradiction.py), registered as ``training.name`` or
     ``contradiction``."""
-    dialogues = read_personachat(Path(to_absolute_path(cfg.eval.path)), "dev")
-    built = build_contradiction_dataset(dialogues[: cfg.training.personachat_dialogues], cfg.seed)
+    rows = as_range(cfg.training.personachat_dialogues, "training.personachat_dialogues")
+    built = build_contradiction_dataset(dialogues(Path(to_absolute_path(cfg.eval.path)), rows), cfg.seed)
     card = {"kind": "contradiction", "source": "personachat dev 40-199", "rules": len(CONTRADICTION_RULES)}
     save_dataset(built, folder / "dataset", card)
     settings = instantiate(cfg.training.scorer, "training.scorer")

@@ -46,8 +46,8 @@ class ModelRegistry(RegistryReader):
 
 def _check_request(name: str, kind: str, card: Mapping[str, Any]) -> None:
     if not NAME.fullmatch(str(name)):
-        raise UsageError(f"model name {name!r} is invalid: letters, digits, '_', '.', '-' "
-                         "(starting with a letter or digit, at most 100)")
+        raise UsageError(f"model name {name!r} is invalid: letters, digits, '_' and '-' "
+                         "(starting with a letter or digit, at most 100; no '.', which peft refuses)")
     if kind not in KINDS:
         raise UsageError(f"model kind {kind!r} is invalid: one of {', '.join(KINDS)}")
     if not str(card.get("base_model") or "").strip():

@@ -15,7 +15,9 @@ from core.errors import UsageError
 
 CARD = "card.json"
 README = "README.md"
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+# No "." in a name: adapters load into peft under their registry ref, and peft refuses module
+# names with a dot (a loop in runs/exp.2 crashed 8 minutes in when its adapter loaded).
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 
 
 def read_card(folder: Path) -> dict[str, Any]:

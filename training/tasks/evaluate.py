@@ -42,8 +42,14 @@ def run(cfg: DictConfig) -> None:
     registry, base = registry_of(cfg), base_model_name(cfg.model)
     found = [resolve_model(registry, r, "adapter", base, "eval.adapters") for r in adapters_to_evaluate(cfg)]
     plan_cfg = OmegaConf.merge(cfg, {"model": {"adapter": None}})
-    model = build.build_model(plan_cfg, AdapterPlan(folders={m.ref: str(m.path) for m in found}))
-    results = [evaluate_model(model, examples, adapter, cfg.eval.max_new_tokens)
-               for adapter in ["", *(m.ref for m in found)]]
+    base_model = build.build_model(plan_cfg, AdapterPlan())
+    results = [evaluate_model(base_model, examples, "", cfg.eval.max_new_tokens)]
+    failures = []
+    for model in found:  # one at a time: an adapter that does not load is reported, not fatal
+        try:
+            loaded = build.build_model(plan_cfg, AdapterPlan(folders={model.ref: str(model.path)}))
+            results.append(evaluate_model(loaded, examples, model.ref, cfg.eval.max_new_tokens))
+        except (OSError, ValueError, RuntimeError, KeyError) as error:
+            failures.append(f"{model.ref}: failed to load ({str(error).splitlines()[0][:200]})")
     title = f"Persona-Chat {cfg.eval.split}: {len(dialogues)} dialogues, {len(examples)} replies"
-    print(write_results(build.run_dir(cfg), results, title))
+    print(write_results(build.run_dir(cfg), results, title, failures))

@@ -9,6 +9,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 from agents.importers import read_personachat
+from agents.models.registry import NAME
 from core.errors import require
 from environment import build
 from environment.build import complete, instantiate
@@ -29,6 +30,8 @@ def check(cfg: DictConfig) -> None:
     """The target, source and runs, the training settings, and the base model on disk."""
     target = cfg.training.target
     require(target in TARGETS, "training.target", f"allowed is {', '.join(TARGETS)}", target)
+    require(not cfg.training.name or bool(NAME.fullmatch(str(cfg.training.name))), "training.name",
+            "allowed is letters, digits, '_' and '-' (no '.': peft refuses it)", cfg.training.name)
     if target == "contradiction":  # always from Persona-Chat dev 40-199
         read_personachat(Path(to_absolute_path(cfg.eval.path)), "dev")
     else:
