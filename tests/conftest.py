@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,8 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 PERSONACHAT = SHARED_DATA / "personachat" / "valid_both_original_no_cands.txt"
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+PYTHON = str(VENV_PYTHON if VENV_PYTHON.is_file() else sys.executable)
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +44,18 @@ def chat_model(cache_dir: Path):
     from agents.models.local import LocalChatModel
 
     return LocalChatModel(cache_dir=str(cache_dir), temperature=0.0)
+
+
+@pytest.fixture(scope="session")
+def contradiction_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry holding the critic's contradiction scorer, trained for real on Persona-Chat
+    dev 40-199 (one epoch) through run.py."""
+    root = tmp_path_factory.mktemp("registry")
+    result = subprocess.run(
+        [PYTHON, "run.py", "task=train", "training.target=contradiction",
+         "training.personachat_dialogues=[40,200]", "training.scorer.epochs=1", f"paths.registry_root={root}",
+         f"hydra.run.dir={root / 'run'}"],
+        cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "trained contradiction:1" in result.stdout
+    return root

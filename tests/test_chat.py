@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,10 +18,7 @@ from agents.turns import prompt_for
 from core.errors import UsageError
 from environment.build import instantiate
 from environment.serve.characters import UnknownCharacter, character_attributes, character_key, open_directory
-
-ROOT = Path(__file__).resolve().parents[1]
-VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
-PYTHON = str(VENV_PYTHON if VENV_PYTHON.is_file() else sys.executable)
+from tests.conftest import PYTHON, ROOT
 
 
 def config(*overrides: str):

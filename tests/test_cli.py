@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
-PYTHON = str(VENV_PYTHON if VENV_PYTHON.is_file() else sys.executable)
+from tests.conftest import PYTHON, ROOT
+
 FAST = 15.0  # seconds: far below a model load, with room for a busy 2-core machine
 SHIPPED_BANK = ROOT / "agents" / "data" / "bank.jsonl"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,11 +18,9 @@ from core.records import Episode, Scores, Turn
 from core.stats import mean_ci
 from environment.compare import find_runs, load_run, policy_label, summarise, sweep_folder, write_comparison
 from environment.store import SQLiteEpisodeStore
+from tests.conftest import PYTHON, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 BANK = load_bank(ROOT / "agents" / "data" / "bank.jsonl")
-VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
-PYTHON = str(VENV_PYTHON if VENV_PYTHON.is_file() else sys.executable)
 TARGETS = {"random": "matching.policies.RandomPairing", "homophily": "matching.preference.HomophilyPairing",
            "bandit": "matching.bandit.BanditPairing"}
 

@@ -19,10 +19,10 @@ def dev_episodes():
     return personachat_episodes(dialogues, personachat_personas(dialogues))
 
 
-def test_default_critic_separates_real_from_swapped_personas(dev_episodes) -> None:
+def test_default_critic_separates_real_from_swapped_personas(dev_episodes, contradiction_registry) -> None:
     import numpy as np
 
-    critic = build_critic("default", None)
+    critic = build_critic("default", None, contradiction_registry)
     assert "judge" not in critic.scorers  # weight 0 with the embedded model: never built
     rng = np.random.default_rng(0)
     swapped = [swap_personas(e, dev_episodes[(i + 1) % len(dev_episodes)], rng)

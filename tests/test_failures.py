@@ -6,9 +6,6 @@ on a few dev dialogues, through `python run.py task=train training.target=contra
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,27 +17,12 @@ from bench.injections import contradicting_line, own_copy, partner_copy, recited
 from tests.conftest import PERSONACHAT, ROOT
 
 pytestmark = pytest.mark.skipif(not PERSONACHAT.is_file(), reason="needs ../shared/data (Persona-Chat)")
-VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
-PYTHON = str(VENV_PYTHON if VENV_PYTHON.is_file() else sys.executable)
 
 
 @pytest.fixture(scope="module")
 def dialogues():
     found = read_personachat(PERSONACHAT, "dev")[:8]
     return personachat_episodes(found, personachat_personas(found))
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("registry")
-    result = subprocess.run(
-        [PYTHON, "run.py", "task=train", "training.target=contradiction",
-         "training.personachat_dialogues=[40,80]", "training.scorer.epochs=1", f"paths.registry_root={root}",
-         f"hydra.run.dir={root / 'run'}"],
-        cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "trained contradiction:1" in result.stdout
-    return root
 
 
 @pytest.mark.parametrize("expert, inject", [
@@ -58,8 +40,9 @@ def test_each_failure_expert_scores_its_injected_failure_lower(dialogues, expert
         assert "line" in after[expert.dimension][1]  # the reason names the failing line
 
 
-def test_the_contradiction_expert_sees_a_negated_persona_fact(dialogues, registry: Path) -> None:
-    expert = Contradiction(scorer="contradiction", registry_root=str(registry))
+def test_the_contradiction_expert_sees_a_negated_persona_fact(
+        dialogues, contradiction_registry: Path) -> None:
+    expert = Contradiction(scorer="contradiction", registry_root=str(contradiction_registry))
     rng = np.random.default_rng(1)
     broken = [contradicting_line(d, rng) for d in dialogues]
     before = [j["contradiction"][0] for j in expert.score(dialogues, {})]

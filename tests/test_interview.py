@@ -8,7 +8,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -29,13 +28,11 @@ from agents.prompting import PromptBuilder
 from core.errors import UsageError
 from memory.chroma import ChromaMemoryStore
 from memory.retrieval import Forgetting, RetrievalWeights
+from tests.conftest import PYTHON, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "character-llm"
 SINGLE = DATA / "questions" / "generated_agent_interview_Spartacus.json"
 MULTI = DATA / "questions" / "generated_agent_interview_for_multiturn_Spartacus.json"
-VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
-PYTHON = str(VENV_PYTHON if VENV_PYTHON.is_file() else sys.executable)
 DIMENSIONS = ("memorization", "values", "personality", "hallucination", "stability")
 
 

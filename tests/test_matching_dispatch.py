@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +15,9 @@ from agents.bank import load_bank
 from core.errors import UsageError
 from matching.dispatch import best_supporters, dispatch, format_matches, seeker_from
 from matching.scorers import EmbeddingCompatibility, persona_texts
+from tests.conftest import PYTHON, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 BANK = load_bank(ROOT / "agents" / "data" / "bank.jsonl")
-VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
-PYTHON = str(VENV_PYTHON if VENV_PYTHON.is_file() else sys.executable)
 
 
 def salon(tmp_path: Path, *arguments: str, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +22,12 @@ from matching.compatibility import CompatibilityPairing, build_scorer, symmetric
 from matching.dispatch import dispatch, seeker_from
 from matching.features import mbti_overlap
 from matching.scorers import TrainedCompatibility, persona_texts
+from tests.conftest import PYTHON, ROOT
 from tests.test_matching_policies import members, play
 from training.registry import ModelRegistry
 from training.scorers import CrossEncoderConfig, read_scorer_info, train_cross_encoder
 
-ROOT = Path(__file__).resolve().parents[1]
 BANK = load_bank(ROOT / "agents" / "data" / "bank.jsonl")
-VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
-PYTHON = str(VENV_PYTHON if VENV_PYTHON.is_file() else sys.executable)
 
 
 def overlap_pairs(indices: list[int]) -> Dataset:

@@ -10,7 +10,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,17 +18,16 @@ import networkx as nx
 import pytest
 
 from environment.store import SQLiteEpisodeStore
+from tests.conftest import PYTHON, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
-PYTHON = str(VENV_PYTHON if VENV_PYTHON.is_file() else sys.executable)
 # The brief's bound for a smoke run (about 30 s on an idle 2-core machine); raise it with
 # SALON_SMOKE_LIMIT on a machine shared with other heavy jobs.
 LIMIT = float(os.environ.get("SALON_SMOKE_LIMIT", "120"))
 OUTPUTS = ("episodes.sqlite", "episodes.jsonl", "graph.graphml", "graph.png", "report.md")
 EXPORT_FIELDS = {"id", "round", "participants", "personas", "roles", "turns", "scores", "model"}
 TURN_FIELDS = {"speaker", "text", "memory_ids", "prompt_tokens", "completion_tokens"}
-DIMENSIONS = {"mood_improved", "problem_solved", "seeker_engaged", "persona_consistency", "naturalness"}
+DIMENSIONS = {"mood_improved", "problem_solved", "seeker_engaged", "persona_consistency", "naturalness",
+              "copying", "self_address", "recitation", "contradiction"}
 
 
 def salon_env() -> dict[str, str]:
