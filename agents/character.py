@@ -41,11 +41,7 @@ class Character:
 
     def memory_query(self, history: Sequence[tuple[str, str]], partner: str, scene: Scene | None) -> str:
         """What to recall: the partner's last line, else the meeting itself."""
-        for speaker, text in reversed(history):
-            if speaker != self.name:
-                return text
-        where = f" at {scene.location}" if scene else ""
-        return f"Meeting {partner}{where}. {self.persona.recent_worry}".strip()
+        return memory_query(history, self.name, partner, scene, self.persona.recent_worry)
 
     def context(
         self,
@@ -61,3 +57,14 @@ class Character:
 
     def seed_memories(self, now: float, importance: float) -> list[MemoryRecord]:
         return [MemoryRecord(self.id, text, "seed", importance, now) for text in self.persona.memories]
+
+
+def memory_query(history: Sequence[tuple[str, str]], speaker: str, partner: str, scene: Scene | None,
+                 worry: str = "") -> str:
+    """The query ``speaker`` recalls memories with: the partner's last line, else the meeting
+    itself. The memory selector trains on exactly this text (training/selector_data.py)."""
+    for name, text in reversed(history):
+        if name != speaker:
+            return text
+    where = f" at {scene.location}" if scene else ""
+    return f"Meeting {partner}{where}. {worry}".strip()

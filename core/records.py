@@ -93,6 +93,7 @@ class Turn:
     goal: str = ""
     memories: tuple[str, ...] = ()  # the texts of the recalled memories (what the reply must not recite)
     candidates: tuple[Candidate, ...] = ()  # best-of-n: every usable candidate, best (the text) first
+    model: str = ""  # the model (and adapter) that spoke the turn, e.g. "SmolLM2-135M-Instruct+loop-g2"
 
     def __post_init__(self) -> None:
         if not self.speaker:
@@ -110,14 +111,15 @@ class Turn:
         return data
 
     @classmethod
-    def of(cls, speaker: str, reply: Reply) -> Turn:
-        """The turn ``speaker`` took with ``reply`` (a failed turn if the reply has an error)."""
+    def of(cls, speaker: str, reply: Reply, model: str = "") -> Turn:
+        """The turn ``speaker`` took with ``reply`` (a failed turn if the reply has an error),
+        spoken by ``model``."""
         failed = not reply.ok
         return cls(speaker=speaker, text="" if failed else reply.text,
                    memory_ids=tuple(m.id for m in reply.recalled), prompt_tokens=reply.prompt_tokens,
                    completion_tokens=reply.completion_tokens, failed=failed,
                    error=(reply.error or "empty reply") if failed else "", goal=reply.goal,
-                   memories=tuple(m.text for m in reply.recalled), candidates=reply.candidates)
+                   memories=tuple(m.text for m in reply.recalled), candidates=reply.candidates, model=model)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Turn:

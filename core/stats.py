@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from scipy import stats
 
@@ -23,3 +23,11 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, f
     sd = math.sqrt(math.fsum((v - mean) ** 2 for v in kept) / (n - 1))
     quantile = float(stats.t.ppf((1 + confidence) / 2, df=n - 1))
     return mean, quantile * sd / math.sqrt(n), n
+
+
+def welch(before: Sequence[float], after: Sequence[float]) -> tuple[float, float]:
+    """Welch's t statistic and two-sided p of after - before (NaN with fewer than 2 each)."""
+    if len(before) < 2 or len(after) < 2:
+        return math.nan, math.nan
+    result = stats.ttest_ind(after, before, equal_var=False)
+    return float(result.statistic), float(result.pvalue)

@@ -152,7 +152,9 @@ class ConversationEngine:
 
     def _record(self, conversation: _Conversation, reply: Reply) -> None:
         earlier = [t.text for t in conversation.turns if not t.failed]
-        conversation.turns.append(Turn.of(conversation.speaker.name, reply))
+        speaker = conversation.speaker
+        model = speaker.label(conversation.plan.roles[speaker.name])
+        conversation.turns.append(Turn.of(speaker.name, reply, model))
         conversation.stop_reason = self._stop_reason(conversation, reply, earlier)
 
     def _stop_reason(self, conversation: _Conversation, reply: Reply, earlier: list[str]) -> str:

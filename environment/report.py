@@ -10,7 +10,7 @@ from pathlib import Path
 import networkx as nx
 
 from core.records import Episode, Turn
-from core.stats import mean_ci
+from core.stats import mean_ci, welch
 from environment.critic_report import agreement_section, conversations_section, distribution_section
 from environment.graph import graph_metrics
 from environment.markdown import markdown_table
@@ -63,7 +63,20 @@ def _models_section(episodes: Sequence[Episode]) -> str:
     rows = [(label, *(_number(v) for v in mean_ci(values)[:2]), len(values))
             for label, values in sorted(by_model.items())]
     return "## Models\n\nMean overall by the model a participant used (mixed episodes count " \
-           "for both).\n\n" + markdown_table(("model", "mean overall", "95% CI ±", "episodes"), rows)
+           "for both).\n\n" + markdown_table(("model", "mean overall", "95% CI ±", "episodes"), rows) \
+           + _cohort_test(by_model)
+
+
+def _cohort_test(by_model: dict[str, list[float]]) -> str:
+    """For two models (an A/B cohort run): the difference of their means and Welch's t-test."""
+    if len(by_model) != 2:
+        return ""
+    (first, a), (second, b) = sorted(by_model.items())
+    t, p = welch(a, b)
+    difference = mean_ci(b)[0] - mean_ci(a)[0]
+    verdict = "a real difference" if p < 0.05 else "no clear difference"
+    return (f"\n\n{second} minus {first}: {_number(difference)} (Welch's t {_number(t)}, "
+            f"p = {_number(p, 3)}): {verdict} at p < 0.05.")
 
 
 def _settings_section(config_summary: dict[str, str]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,6 @@ from training.datasets import (
     EpisodeFilter,
     build_chat_dataset,
     build_compatibility_dataset,
-    build_memory_selector_dataset,
     build_preference_dataset,
     load_saved_dataset,
     save_dataset,
@@ -34,6 +34,7 @@ from training.datasets import (
     split_names,
 )
 from training.runs import RunData, load_runs
+from training.selector_data import build_memory_selector_dataset, heuristic_auc, taken_up
 
 PERSONAS = [
     Persona(id="c1", name="Ann Lee", facts=("i have two dogs.", "i work as a nurse."),
@@ -211,7 +212,7 @@ def test_no_character_is_in_both_splits(data: RunData, split: CharacterSplit) ->
     builders = [
         build_chat_dataset(data, EpisodeFilter(), PromptBuilder(), split),
         build_preference_dataset(data, EpisodeFilter(), PromptBuilder(), split),
-        build_memory_selector_dataset(data, split, np.random.default_rng(0)),
+        build_memory_selector_dataset(data, split),
     ]
     for built in builders:
         found = characters(built)
@@ -314,25 +315,29 @@ def test_preference_without_pairs_says_what_is_needed(data: RunData, split: Char
         build_preference_dataset(data, EpisodeFilter(), PromptBuilder(), split, min_margin=3.0)
 
 
-def test_memory_selector_labels_recalled_memories(data: RunData, split: CharacterSplit, runs: Runs) -> None:
-    built = build_memory_selector_dataset(data, split, np.random.default_rng(0), negatives_per_positive=3)
+def test_memory_selector_trains_on_the_served_query_with_uptake_labels(data: RunData, split: CharacterSplit,
+                                                                        runs: Runs) -> None:
+    built = build_memory_selector_dataset(data, split)
     rows = [*built.dataset["train"], *built.dataset["eval"]]
-    assert sum(r["label"] for r in rows) == 9 and len(rows) == 25
-    assert built.dataset["eval"].num_rows == 6  # Cid and Eve: 1 positive + 2 negatives each
+    assert len(rows) == 9 and built.dataset["eval"].num_rows == 2  # recalled memories only; Cid, Eve
     assert built.card["dropped"] == {"recalled memories deleted since (forgetting)": 1}
-    # the round-0 summary did not exist during round 0: never a negative there
-    round0 = [r for r in rows if "/r000-" in r["episode_id"]]
-    assert SUMMARY not in {r["memory"] for r in round0}
-    recalled = next(r for r in rows if r["memory"] == SUMMARY)
-    assert recalled["label"] == 1 and recalled["episode_id"] == "run-a/r001-e000"
-    for row in rows:  # negatives are the same character's own memories
-        assert row["memory"] == SUMMARY or row["memory"] in SEEDS[row["character"]]
-    first = next(r for r in rows if r["episode_id"] == "run-a/r000-e000")
-    assert first["history"] == "Meeting Bob Ray at a cafe."
-    fewer = build_memory_selector_dataset(data, split, np.random.default_rng(0), negatives_per_positive=1)
-    assert sum(d.num_rows for d in fewer.dataset.values()) == 17
-    again = build_memory_selector_dataset(data, split, np.random.default_rng(0), negatives_per_positive=3)
-    assert again.dataset["train"]["memory"] == built.dataset["train"]["memory"]
+    taken = {(r["episode_id"], r["memory"]) for r in rows if r["label"]}
+    assert taken == {("run-a/r000-e000", SEEDS["c1"][2]),  # "... walk my dogs" uses "i have two dogs"
+                     ("run-a/r000-e001", SEEDS["c4"][0]),  # "I paint murals downtown."
+                     ("run-a/r001-e001", SEEDS["c6"][0])}  # "My tomatoes finally turned red."
+    opening = next(r for r in rows if r["episode_id"] == "run-a/r000-e000" and r["rank"] == 1)
+    assert opening["history"] == "Meeting Bob Ray at a cafe. my night shifts are exhausting."
+    assert opening["memory"] == SEEDS["c1"][1] and opening["label"] == 0  # recalled, not taken up
+    answer = next(r for r in rows if r["memory"] == SEEDS["c2"][0])
+    assert answer["history"] == "My night shifts leave me exhausted."  # the partner's last line
+    assert math.isnan(built.card["heuristic_auc"])  # the eval rows hold no uptake: one class
+
+
+def test_uptake_ignores_words_the_partner_or_a_name_supplied() -> None:
+    assert taken_up("I love jazz too!", "Bob Ray told me about jazz.", "Do you like music?", ["Bob Ray"])
+    assert not taken_up("I love jazz too!", "Bob Ray told me about jazz.", "I love jazz.", ["Bob Ray"])
+    assert not taken_up("Hi Bob, how are you?", "I met Bob Ray at a cafe.", "Hello.", ["Bob Ray", "Ann"])
+    assert heuristic_auc({"label": [1, 0, 1, 0], "rank": [0, 1, 0, 2]}) == 1.0
 
 
 def test_compatibility_pairs_personas_with_the_episode_score(data: RunData, split: CharacterSplit) -> None:

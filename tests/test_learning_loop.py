@@ -100,6 +100,25 @@ def test_adapter_swaps_into_a_plain_simulation_and_is_recorded(loop_run, tmp_pat
         episode = json.loads(line)
         assert episode["model"].endswith(f"+{adapter}")
         assert all(label.endswith(f"+{adapter}") for label in episode["models"].values())
+        assert all(turn["model"] == episode["models"][turn["speaker"]] for turn in episode["turns"])
+
+
+def test_an_ab_cohort_run_records_the_adapter_per_turn_and_compares_the_cohorts(
+        loop_run, tmp_path: Path) -> None:
+    folder, registry, _ = loop_run
+    adapter = json.loads((folder / "loop.json").read_text())["generations"][0]["trained_adapter"]
+    result = salon("experiment=smoke", f"agents.cohort.adapter={adapter}", "agents.cohort.share=0.5",
+                   f"paths.registry_root={registry}", "simulation.progress=false",
+                   f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    episodes = [json.loads(line) for line in (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()]
+    spoken = {turn["model"] for e in episodes for turn in e["turns"]}
+    assert len(spoken) == 2 and sum(label.endswith(f"+{adapter}") for label in spoken) == 1
+    cohorts = [json.loads(line)["extra"]["cohort"]
+               for line in (tmp_path / "run" / "characters.jsonl").read_text().splitlines()]
+    assert sorted(cohorts) == ["adapter", "adapter", "base", "base"]
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## Models" in report and "Welch's t" in report
 
 
 def test_evaluate_compares_base_and_adapter(loop_run, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from core.errors import UsageError, require
 from core.files import publish_folder, staging_folder
 from core.records import ROLES, Episode, Turn
 from training.cards import listing, render_dataset_readme, utc_now, write_card
-from training.runs import Memory, Run, RunData, character_id
+from training.runs import RunData, character_id
 
 SPLITS = ("train", "eval")
 MESSAGES = List({"role": Value("string"), "content": Value("string")})
@@ -32,8 +32,6 @@ PREFERENCE_FEATURES = Features({
     "prompt": MESSAGES, "chosen": MESSAGES, "rejected": MESSAGES, "episode_id": TEXT,
     "rejected_episode_id": TEXT, "character": TEXT, "role": TEXT, "chosen_overall": FLOAT,
     "rejected_overall": FLOAT})
-MEMORY_FEATURES = Features({"history": TEXT, "memory": TEXT, "label": INT, "character": TEXT,
-                            "episode_id": TEXT})
 COMPATIBILITY_FEATURES = Features({"persona_a": TEXT, "persona_b": TEXT, "score": FLOAT, "a": TEXT,
                                    "b": TEXT, "a_role": TEXT, "b_role": TEXT, "episode_id": TEXT})
 
@@ -315,69 +313,6 @@ def _preference_row(prompts: PromptBuilder, context: ReplyContext, chosen: Targe
             "episode_id": chosen.episode.id, "rejected_episode_id": rejected.episode.id,
             "character": chosen.character, "role": chosen.role,
             "chosen_overall": chosen.overall, "rejected_overall": rejected.overall}
-
-
-def build_memory_selector_dataset(data: RunData, split: CharacterSplit, rng: np.random.Generator,
-                                  negatives_per_positive: int = 3, history_turns: int = 6) -> BuiltDataset:
-    """(dialogue history, memory) -> 1 if the memory was recalled for the turn, 0 for the owner's
-    other memories that existed then (sampled with ``rng``)."""
-    require(negatives_per_positive >= 0, "negatives_per_positive", "a whole number >= 0",
-            negatives_per_positive)
-    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in SPLITS}
-    dropped: Counter[str] = Counter()
-    owned = {run.name: _by_owner(run) for run in data.runs}
-    for episode in data.episodes:
-        for index, turn in enumerate(episode.turns):
-            if turn.failed or not turn.memory_ids:
-                continue
-            target = Target(episode, index)
-            side = split.side([target.character])
-            if side is None:
-                dropped["character in neither split"] += 1
-                continue
-            found = _memory_rows(data, target, owned[episode.meta["run"]], rng, negatives_per_positive,
-                                 history_turns, dropped)
-            rows[side] += found
-    if not rows["train"] and not rows["eval"]:
-        raise UsageError("the dataset is empty: no turn recalled a stored memory; run with "
-                         "conversation.memory_k > 0 and the chroma memory in the run folder")
-    notes = ("label 1: the memory was among those recalled for the turn (relevance x recency x importance); "
-             "label 0: another memory the character held at that time.")
-    return built_dataset("memory_selector", data, rows, MEMORY_FEATURES, split, dropped,
-                  extra={"negatives_per_positive": negatives_per_positive, "history_turns": history_turns},
-                  notes=notes)
-
-
-def _by_owner(run: Run) -> dict[str, list[Memory]]:
-    owned: dict[str, list[Memory]] = defaultdict(list)
-    for memory in sorted(run.memories.values(), key=lambda m: m.id):
-        owned[memory.owner].append(memory)
-    return owned
-
-
-def _memory_rows(data: RunData, target: Target, owned: dict[str, list[Memory]], rng: np.random.Generator,
-                 ratio: int, history_turns: int, dropped: Counter[str]) -> list[dict[str, Any]]:
-    episode, turn = target.episode, target.turn
-    memories = data.run_of(episode).memories
-    positives = [memories[m] for m in turn.memory_ids if m in memories]
-    dropped["recalled memories deleted since (forgetting)"] += len(turn.memory_ids) - len(positives)
-    # Memories written after this episode's round began did not exist when the turn was said.
-    pool = [m for m in owned.get(target.character, []) if m.id not in turn.memory_ids
-            and m.created < episode.round + 0.5]
-    count = min(len(pool), ratio * len(positives))
-    negatives = [pool[int(i)] for i in rng.choice(len(pool), size=count, replace=False)] if count else []
-    history = _history_text(episode, target.index, history_turns)
-    return [{"history": history, "memory": m.text, "label": label, "character": target.character,
-             "episode_id": episode.id}
-            for label, group in ((1, positives), (0, negatives)) for m in group]
-
-
-def _history_text(episode: Episode, index: int, window: int) -> str:
-    lines = [f"{t.speaker}: {t.text}" for t in episode.turns[:index] if not t.failed][-window:]
-    if lines:
-        return "\n".join(lines)
-    partner = next(n for n in episode.participants if n != episode.turns[index].speaker)
-    return f"Meeting {partner}{f' at {episode.scene.location}' if episode.scene else ''}."
 
 
 def build_compatibility_dataset(data: RunData, split: CharacterSplit) -> BuiltDataset:

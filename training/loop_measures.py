@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from agents.degeneration import run_degeneration
 from core.records import Episode
@@ -75,14 +74,6 @@ def degeneration_of(episodes: Sequence[Episode]) -> dict[str, Any]:
     rows = [([t.speaker for t in e.turns if not t.failed], [t.text for t in e.turns if not t.failed],
              len(e.turns), e.stop_reason) for e in episodes]
     return dataclasses.asdict(run_degeneration(rows))
-
-
-def welch(before: Sequence[float], after: Sequence[float]) -> tuple[float, float]:
-    """Welch's t statistic and two-sided p of after - before (NaN with fewer than 2 each)."""
-    if len(before) < 2 or len(after) < 2:
-        return math.nan, math.nan
-    result = stats.ttest_ind(after, before, equal_var=False)
-    return float(result.statistic), float(result.pvalue)
 
 
 def jsonable(generation: Generation) -> dict[str, Any]:

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from core.stats import welch
 from environment.markdown import markdown_table
-from training.loop_measures import Generation, welch
+from training.loop_measures import Generation
 
 DIMENSIONS_FIRST = ("overall",)
 

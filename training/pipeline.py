@@ -26,7 +26,6 @@ from training.datasets import (
     EpisodeFilter,
     build_chat_dataset,
     build_compatibility_dataset,
-    build_memory_selector_dataset,
     build_preference_dataset,
     save_dataset,
     split_characters,
@@ -36,6 +35,7 @@ from training.lora import LoraTrainingConfig, TrainingResult, train_lora
 from training.registry import ModelRegistry
 from training.runs import RunData, load_runs
 from training.scorers import CrossEncoderConfig, TrainedScorer, train_cross_encoder
+from training.selector_data import build_memory_selector_dataset
 from training.splits import as_range, dialogues
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ def train_scorer(cfg: DictConfig, runs: list[Path], folder: Path, target: str
     data = load_runs(runs)
     rng = np.random.default_rng(cfg.seed)
     split = split_characters(data.characters(), cfg.training.eval_fraction, rng, list(cfg.training.held_out))
-    built = (build_memory_selector_dataset(data, split, rng) if target == "memory_selector"
+    built = (build_memory_selector_dataset(data, split) if target == "memory_selector"
              else build_compatibility_dataset(data, split))
     save_dataset(built.dataset, folder / "dataset", built.card)
     settings = instantiate(cfg.training.scorer, "training.scorer")

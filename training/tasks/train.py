@@ -56,8 +56,10 @@ def run(cfg: DictConfig) -> None:
         registered, trained = train_scorer(cfg, runs, folder, cfg.training.target)
         use = ("memory.selector" if cfg.training.target == "memory_selector"
                else "matching=compatibility matching.scorer")
+        heuristic = registered.card.get("dataset", {}).get("heuristic_auc")
+        against = f", heuristic retriever AUC {heuristic:.3f}" if heuristic is not None else ""
         print(f"salon: trained {registered.ref}: held-out {trained.metrics} (embedding baseline "
-              f"{trained.baseline_metrics}); use it with {use}={registered.ref}")
+              f"{trained.baseline_metrics}{against}); use it with {use}={registered.ref}")
         return
     name = cfg.training.name or "chat"
     registered, result, built = train_chat(cfg, runs, folder, list(cfg.training.held_out), name)
