@@ -34,7 +34,7 @@ from training.datasets import (
     split_names,
 )
 from training.runs import RunData, load_runs
-from training.selector_data import build_memory_selector_dataset, heuristic_auc, taken_up
+from training.selector_data import build_memory_selector_dataset, filler_words, heuristic_auc, taken_up
 
 PERSONAS = [
     Persona(id="c1", name="Ann Lee", facts=("i have two dogs.", "i work as a nurse."),
@@ -337,6 +337,8 @@ def test_uptake_ignores_words_the_partner_or_a_name_supplied() -> None:
     assert taken_up("I love jazz too!", "Bob Ray told me about jazz.", "Do you like music?", ["Bob Ray"])
     assert not taken_up("I love jazz too!", "Bob Ray told me about jazz.", "I love jazz.", ["Bob Ray"])
     assert not taken_up("Hi Bob, how are you?", "I met Bob Ray at a cafe.", "Hello.", ["Bob Ray", "Ann"])
+    assert not taken_up("I love jazz too!", "Bob Ray told me about jazz.", "Hi.", ["Bob Ray"],
+                        filler_words(["jazz is fun"] * 5 + ["no"] * 95))  # "jazz" in 5% of lines
     assert heuristic_auc({"label": [1, 0, 1, 0], "rank": [0, 1, 0, 2]}) == 1.0
 
 

@@ -2,13 +2,14 @@
 query a character recalls with (`agents.character.memory_query`: the partner's last line, else
 the meeting), against each memory recalled for that turn. The label is whether the reply took
 the memory up: it uses a content word of the memory that neither the query nor anyone's name
-supplied. A memory the heuristic retriever recalled but the reply ignored is a negative, so
-the selector learns more than the retriever's own picks."""
+supplied and that is not filler (a word in more than ``COMMON_SHARE`` of the lines, such as
+"glad" or "i'm" for the bundled model). A memory the heuristic retriever recalled but the
+reply ignored is a negative, so the selector learns more than the retriever's own picks."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,16 +23,30 @@ from training.datasets import SPLITS, BuiltDataset, CharacterSplit, Target, buil
 from training.runs import RunData
 from training.scorers import auc
 
+COMMON_SHARE = 0.02
 MEMORY_FEATURES = Features({"history": Value("string"), "memory": Value("string"), "label": Value("int32"),
                             "rank": Value("int32"), "character": Value("string"),
                             "episode_id": Value("string")})
 
 
-def taken_up(reply: str, memory: str, query: str, names: Sequence[str]) -> bool:
+def taken_up(reply: str, memory: str, query: str, names: Sequence[str],
+             filler: frozenset[str] = frozenset()) -> bool:
     """Whether ``reply`` uses ``memory``: it shares a content word with the memory that is not
-    in ``query`` (the partner's line it answers) and not part of a participant's name."""
-    supplied = set(content_words(query)) | {w for n in names for w in content_words(n)}
+    in ``query`` (the partner's line it answers), not part of a participant's name and not
+    ``filler``."""
+    supplied = set(content_words(query)) | {w for n in names for w in content_words(n)} | filler
     return bool((set(content_words(memory)) - supplied) & set(content_words(reply)))
+
+
+def filler_words(lines: Iterable[str], share: float = COMMON_SHARE, at_least: int = 3) -> frozenset[str]:
+    """Content words found in more than ``share`` of ``lines`` (and in more than ``at_least``
+    lines, so that a handful of lines has no filler): too common to show uptake."""
+    counts: Counter[str] = Counter()
+    total = 0
+    for line in lines:
+        counts.update(set(content_words(line)))
+        total += 1
+    return frozenset(w for w, n in counts.items() if n > max(share * total, at_least))
 
 
 def build_memory_selector_dataset(data: RunData, split: CharacterSplit) -> BuiltDataset:
@@ -39,6 +54,7 @@ def build_memory_selector_dataset(data: RunData, split: CharacterSplit) -> Built
     is the memory's place in the heuristic retriever's order (0 = its first pick)."""
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in SPLITS}
     dropped: Counter[str] = Counter()
+    filler = filler_words(t.text for e in data.episodes for t in e.turns if not t.failed)
     for episode in data.episodes:
         for index, turn in enumerate(episode.turns):
             if turn.failed or not turn.memory_ids:
@@ -48,14 +64,16 @@ def build_memory_selector_dataset(data: RunData, split: CharacterSplit) -> Built
             if side is None:
                 dropped["character in neither split"] += 1
                 continue
-            rows[side] += _rows(data, target, dropped)
+            rows[side] += _rows(data, target, filler, dropped)
     if not rows["train"] and not rows["eval"]:
         raise UsageError("the dataset is empty: no turn recalled a stored memory; run with "
                          "conversation.memory_k > 0 and the chroma memory in the run folder")
     notes = ("history: the query the character recalled with (the partner's last line, else the meeting); "
-             "label 1: the reply used a content word of the recalled memory that the query and the "
-             "names did not supply; label 0: a recalled memory the reply ignored.")
-    built = built_dataset("memory_selector", data, rows, MEMORY_FEATURES, split, dropped, notes=notes)
+             "label 1: the reply used a content word of the recalled memory that the query, the "
+             f"names and the filler (words in > {COMMON_SHARE:.0%} of the lines) did not supply; "
+             "label 0: a recalled memory the reply ignored.")
+    built = built_dataset("memory_selector", data, rows, MEMORY_FEATURES, split, dropped, notes=notes,
+                          extra={"filler": sorted(filler)})
     built.card["heuristic_auc"] = heuristic_auc(built.dataset["eval"])
     return built
 
@@ -68,14 +86,15 @@ def heuristic_auc(rows: Any) -> float:
     return auc(-np.asarray(rows["rank"], dtype=np.float64), labels)
 
 
-def _rows(data: RunData, target: Target, dropped: Counter[str]) -> list[dict[str, Any]]:
+def _rows(data: RunData, target: Target, filler: frozenset[str], dropped: Counter[str]
+          ) -> list[dict[str, Any]]:
     episode, turn = target.episode, target.turn
     memories = data.run_of(episode).memories
     kept = [(rank, memories[m]) for rank, m in enumerate(turn.memory_ids) if m in memories]
     dropped["recalled memories deleted since (forgetting)"] += len(turn.memory_ids) - len(kept)
     query = served_query(data, episode, target.index)
     return [{"history": query, "memory": memory.text, "rank": rank, "character": target.character,
-             "label": int(taken_up(turn.text, memory.text, query, episode.participants)),
+             "label": int(taken_up(turn.text, memory.text, query, episode.participants, filler)),
              "episode_id": episode.id} for rank, memory in kept]
 
 
