@@ -29,8 +29,9 @@ from agents.persona import Persona
 from agents.prompting import PromptBuilder
 from agents.turns import Sampling, TurnRequest, take_turns
 from core.errors import UsageError
-from core.records import MemoryRecord, Recalled
+from core.records import Recalled
 from core.seams import ChatModel, MemoryStore
+from memory.wrapped import FilteredRecall
 
 DIGITS = tuple(str(d) for d in range(1, 8))
 INTERVIEWER = "Interviewer"
@@ -161,44 +162,19 @@ def planted_answers(persona: Persona) -> tuple[str, ...]:
 
 
 @dataclass
-class Withholding:
+class Withholding(FilteredRecall):
     """A memory store that never recalls a memory containing one of ``texts`` (everything else
     is the wrapped store's)."""
 
     store: MemoryStore
     texts: tuple[str, ...]
 
-    def search_many(self, requests: Sequence[tuple[str, str]], k: int, now: float,
-                    reinforce: bool = True) -> list[list[Recalled]]:
-        found = self.store.search_many(requests, k + len(self.texts), now, reinforce=False)
-        kept = [[m for m in memories if not any(t in m.text for t in self.texts)][:k] for memories in found]
-        if reinforce:
-            self.store.reinforce([m for memories in kept for m in memories], now)
-        return kept
+    def fetch_k(self, k: int) -> int:
+        return k + len(self.texts)
 
-    def search(self, owner: str, query: str, k: int, now: float) -> list[Recalled]:
-        return self.search_many([(owner, query)], k, now)[0]
-
-    def add(self, records: Sequence[MemoryRecord]) -> list[str]:
-        return self.store.add(records)
-
-    def reinforce(self, recalled: Sequence[Recalled], now: float) -> None:
-        self.store.reinforce(recalled, now)
-
-    def forget(self, owner: str, now: float) -> int:
-        return self.store.forget(owner, now)
-
-    def forget_episodes(self, episode_ids: Sequence[str]) -> None:
-        self.store.forget_episodes(episode_ids)
-
-    def count(self, owner: str | None = None) -> int:
-        return self.store.count(owner)
-
-    def memories(self, owner: str) -> list[dict[str, Any]]:
-        return self.store.memories(owner)
-
-    def get(self, ids: Sequence[str]) -> dict[str, str]:
-        return self.store.get(ids)
+    def keep(self, requests: Sequence[tuple[str, str]], found: list[list[Recalled]], k: int
+             ) -> list[list[Recalled]]:
+        return [[m for m in memories if not any(t in m.text for t in self.texts)][:k] for memories in found]
 
 
 def _history(character: Character, session: Session, answers: list[str], step: int

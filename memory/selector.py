@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from core.errors import UsageError
-from core.records import MemoryRecord, Recalled
+from core.records import Recalled
 from core.seams import MemoryStore
 from memory.crossencoder import MINILM_NAME, CrossEncoder, read_scorer_info
+from memory.wrapped import FilteredRecall
 
 SELECTOR_KEY = "selector_probability"
 
@@ -74,7 +74,7 @@ def _with_probability(memory: Recalled, probability: float) -> Recalled:
     return dataclasses.replace(memory, metadata={**memory.metadata, SELECTOR_KEY: probability})
 
 
-class SelectedMemory:
+class SelectedMemory(FilteredRecall):
     """A memory store whose searches fetch ``fetch`` times more candidates and let a trained
     selector keep the best k (CharacterChat's info selecter); only kept memories are
     reinforced. Everything else is the wrapped store's."""
@@ -82,34 +82,9 @@ class SelectedMemory:
     def __init__(self, store: MemoryStore, selector: MemorySelector, fetch: int = 4) -> None:
         self.store, self.selector, self.fetch = store, selector, fetch
 
-    def add(self, records: Sequence[MemoryRecord]) -> list[str]:
-        return self.store.add(records)
+    def fetch_k(self, k: int) -> int:
+        return k * self.fetch
 
-    def reinforce(self, recalled: Sequence[Recalled], now: float) -> None:
-        self.store.reinforce(recalled, now)
-
-    def forget(self, owner: str, now: float) -> int:
-        return self.store.forget(owner, now)
-
-    def forget_episodes(self, episode_ids: Sequence[str]) -> None:
-        self.store.forget_episodes(episode_ids)
-
-    def count(self, owner: str | None = None) -> int:
-        return self.store.count(owner)
-
-    def memories(self, owner: str) -> list[dict[str, Any]]:
-        return self.store.memories(owner)
-
-    def get(self, ids: Sequence[str]) -> dict[str, str]:
-        return self.store.get(ids)
-
-    def search(self, owner: str, query: str, k: int, now: float) -> list[Recalled]:
-        return self.search_many([(owner, query)], k, now)[0]
-
-    def search_many(self, requests: Sequence[tuple[str, str]], k: int, now: float,
-                    reinforce: bool = True) -> list[list[Recalled]]:
-        found = self.store.search_many(requests, k * self.fetch, now, reinforce=False)
-        kept = self.selector.rerank_many([query for _, query in requests], found, k)
-        if reinforce:
-            self.store.reinforce([m for memories in kept for m in memories], now)
-        return kept
+    def keep(self, requests: Sequence[tuple[str, str]], found: list[list[Recalled]], k: int
+             ) -> list[list[Recalled]]:
+        return self.selector.rerank_many([query for _, query in requests], found, k)

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import PERSONACHAT, ROOT
@@ -68,6 +69,17 @@ def test_the_loop_resumes_after_a_kill_between_generations(loop_run) -> None:
     assert len(after["generations"]) == 2 and all(g["done"] for g in after["generations"])
     versions = sorted(p.parent.name for p in (registry / "models").glob("*/*/card.json"))
     assert versions == ["1", "2"]  # the warm start and generation 0's adapter, each trained once
+
+
+def test_dpo_steps_change_the_warm_start_adapter(loop_run) -> None:
+    from safetensors.numpy import load_file
+
+    _, registry, _ = loop_run
+    warm, trained = (next((registry / "models").glob(f"*/{v}")) for v in (1, 2))
+    assert json.loads((trained / "card.json").read_text())["method"] == "dpo"
+    before, after = (load_file(next(folder.rglob("adapter_model.safetensors"))) for folder in (warm, trained))
+    assert before.keys() == after.keys()
+    assert any(not np.array_equal(before[k], after[k]) for k in before)  # DPO moved the weights
 
 
 def test_loop_reports_both_generations_on_held_out_characters(loop_run) -> None:
