@@ -338,7 +338,7 @@ def test_uptake_ignores_words_the_partner_or_a_name_supplied() -> None:
     assert not taken_up("I love jazz too!", "Bob Ray told me about jazz.", "I love jazz.", ["Bob Ray"])
     assert not taken_up("Hi Bob, how are you?", "I met Bob Ray at a cafe.", "Hello.", ["Bob Ray", "Ann"])
     assert not taken_up("I love jazz too!", "Bob Ray told me about jazz.", "Hi.", ["Bob Ray"],
-                        filler_words(["jazz is fun"] * 5 + ["no"] * 95))  # "jazz" in 5% of lines
+                        filler_words([(f"c{i}", "jazz is fun") for i in range(5)] + [("c9", "no")]))
     assert heuristic_auc({"label": [1, 0, 1, 0], "rank": [0, 1, 0, 2]}) == 1.0
 
 

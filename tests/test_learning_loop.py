@@ -76,7 +76,8 @@ def test_dpo_steps_change_the_warm_start_adapter(loop_run) -> None:
 
     _, registry, _ = loop_run
     warm, trained = (next((registry / "models").glob(f"*/{v}")) for v in (1, 2))
-    assert json.loads((trained / "card.json").read_text())["method"] == "dpo"
+    card = json.loads((trained / "card.json").read_text())
+    assert card["method"] == "dpo" and card["metrics"]["train_tokens"] > 0
     before, after = (load_file(next(folder.rglob("adapter_model.safetensors"))) for folder in (warm, trained))
     assert before.keys() == after.keys()
     assert any(not np.array_equal(before[k], after[k]) for k in before)  # DPO moved the weights

@@ -20,6 +20,7 @@ BOB = Persona(id="c2", name="Bob Ray", facts=("i repair bicycles.", "i love jazz
 SPOKEN = "Do you ever ride to the hospital on one of your bikes?"
 COPY = "Hello Ann! I repair bicycles in a shop in town."
 SELF = "Ann here, and I walk my dogs after night shifts."
+ANSWER = "Sometimes, when the weather is good, and I play jazz on the way."
 
 
 def run_data() -> RunData:
@@ -28,7 +29,8 @@ def run_data() -> RunData:
         Turn("Bob Ray", COPY),
         Turn("Ann Lee", SPOKEN,
              candidates=(Candidate(SPOKEN, 0.9), Candidate(COPY, 0.2), Candidate(SELF, 0.1))),
-        Turn("Bob Ray", "Sometimes, when the weather is good."),  # one candidate: no pair
+        Turn("Bob Ray", ANSWER, candidates=(Candidate(ANSWER, 0.8), Candidate(SPOKEN, 0.3))),
+        Turn("Ann Lee", "That sounds lovely."),  # one candidate: no pair
     )
     names = ("Ann Lee", "Bob Ray")
     episode = Episode(id="run/r000-e000", round=0, participants=names, personas={"Ann Lee": ANN.facts,
@@ -43,9 +45,12 @@ def test_a_pair_is_two_candidates_of_one_turn_from_its_own_prompt(embedder) -> N
         cfg = compose("config")
     critic = instantiate(cfg.critic)(embedder=embedder, model=None)
     data, prompts = run_data(), PromptBuilder()
-    split = CharacterSplit(frozenset({"c1", "c2"}), frozenset())
+    split = CharacterSplit(frozenset({"c1"}), frozenset({"c2"}))
     built = build_turn_preference_dataset(data, critic, prompts, split)
-    assert built.dataset["train"].num_rows == 1 and built.card["settings"]["turns_with_candidates"] == 1
+    assert built.card["settings"]["turns_with_candidates"] == 2
+    assert built.dataset["train"].num_rows == built.dataset["eval"].num_rows == 1
+    answer = built.dataset["eval"][0]  # Bob's turn: copying Ann's question loses
+    assert (answer["chosen"][0]["content"], answer["rejected"][0]["content"]) == (ANSWER, SPOKEN)
     row = built.dataset["train"][0]
     candidates = {c.text for c in data.episodes[0].turns[2].candidates}
     chosen, rejected = row["chosen"][0]["content"], row["rejected"][0]["content"]

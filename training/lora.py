@@ -169,10 +169,10 @@ def _new_adapter(config: LoraTrainingConfig, model: Any) -> Any:
 
 
 def _trained_tokens(trainer: Any, config: LoraTrainingConfig) -> int:
-    """Tokens the training went through: mean tokenised example length (all `*input_ids`
-    columns: SFT has one, DPO has prompt/chosen/rejected) times the examples seen."""
+    """Tokens the training went through: mean tokenised example length (all token-id columns:
+    SFT's `input_ids`, DPO's `prompt_ids`/`chosen_ids`/`rejected_ids`) times the examples seen."""
     data = trainer.train_dataset
-    columns = [c for c in data.column_names if c.endswith("input_ids")]
+    columns = [c for c in data.column_names if c.endswith("_ids") and "attention" not in c]
     lengths = [sum(len(data[i][c]) for c in columns) for i in range(len(data))]
     seen = trainer.state.global_step * config.batch_size * config.gradient_accumulation
     return int(sum(lengths) / len(lengths) * seen) if lengths else 0

@@ -2,9 +2,10 @@
 query a character recalls with (`agents.character.memory_query`: the partner's last line, else
 the meeting), against each memory recalled for that turn. The label is whether the reply took
 the memory up: it uses a content word of the memory that neither the query nor anyone's name
-supplied and that is not filler (a word in more than ``COMMON_SHARE`` of the lines, such as
-"glad" or "i'm" for the bundled model). A memory the heuristic retriever recalled but the
-reply ignored is a negative, so the selector learns more than the retriever's own picks."""
+supplied and that is not filler (a word that more than ``FILLER_SHARE`` of the speakers use,
+such as "glad" or "i'm" for the bundled model; a character's own topics are used by few). A
+memory the heuristic retriever recalled but the reply ignored is a negative, so the selector
+learns more than the retriever's own picks."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from training.datasets import SPLITS, BuiltDataset, CharacterSplit, Target, buil
 from training.runs import RunData
 from training.scorers import auc
 
-COMMON_SHARE = 0.02
+FILLER_SHARE = 0.25
 MEMORY_FEATURES = Features({"history": Value("string"), "memory": Value("string"), "label": Value("int32"),
                             "rank": Value("int32"), "character": Value("string"),
                             "episode_id": Value("string")})
@@ -38,15 +39,16 @@ def taken_up(reply: str, memory: str, query: str, names: Sequence[str],
     return bool((set(content_words(memory)) - supplied) & set(content_words(reply)))
 
 
-def filler_words(lines: Iterable[str], share: float = COMMON_SHARE, at_least: int = 3) -> frozenset[str]:
-    """Content words found in more than ``share`` of ``lines`` (and in more than ``at_least``
-    lines, so that a handful of lines has no filler): too common to show uptake."""
-    counts: Counter[str] = Counter()
-    total = 0
-    for line in lines:
-        counts.update(set(content_words(line)))
-        total += 1
-    return frozenset(w for w, n in counts.items() if n > max(share * total, at_least))
+def filler_words(lines: Iterable[tuple[str, str]], share: float = FILLER_SHARE, at_least: int = 3
+                 ) -> frozenset[str]:
+    """Content words of (speaker, line) pairs that more than ``share`` of the speakers (and more
+    than ``at_least`` of them) use: too common to show that a reply took a memory up."""
+    users: dict[str, set[str]] = {}
+    for speaker, line in lines:
+        for word in set(content_words(line)):
+            users.setdefault(word, set()).add(speaker)
+    speakers = len({who for group in users.values() for who in group})
+    return frozenset(w for w, who in users.items() if len(who) > max(share * speakers, at_least))
 
 
 def build_memory_selector_dataset(data: RunData, split: CharacterSplit) -> BuiltDataset:
@@ -54,7 +56,8 @@ def build_memory_selector_dataset(data: RunData, split: CharacterSplit) -> Built
     is the memory's place in the heuristic retriever's order (0 = its first pick)."""
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in SPLITS}
     dropped: Counter[str] = Counter()
-    filler = filler_words(t.text for e in data.episodes for t in e.turns if not t.failed)
+    filler = filler_words((Target(e, i).character, t.text) for e in data.episodes
+                          for i, t in enumerate(e.turns) if not t.failed)
     for episode in data.episodes:
         for index, turn in enumerate(episode.turns):
             if turn.failed or not turn.memory_ids:
@@ -70,7 +73,7 @@ def build_memory_selector_dataset(data: RunData, split: CharacterSplit) -> Built
                          "conversation.memory_k > 0 and the chroma memory in the run folder")
     notes = ("history: the query the character recalled with (the partner's last line, else the meeting); "
              "label 1: the reply used a content word of the recalled memory that the query, the "
-             f"names and the filler (words in > {COMMON_SHARE:.0%} of the lines) did not supply; "
+             f"names and the filler (words used by > {FILLER_SHARE:.0%} of the speakers) did not supply; "
              "label 0: a recalled memory the reply ignored.")
     built = built_dataset("memory_selector", data, rows, MEMORY_FEATURES, split, dropped, notes=notes,
                           extra={"filler": sorted(filler)})
