@@ -102,11 +102,14 @@ def recites(line: str, fact: str) -> bool:
 @dataclass(frozen=True)
 class EpisodeDegeneration:
     """One episode's failures: which lines nearly repeat an earlier one, which address their
-    own speaker by name (at the opening or as a vocative)."""
+    own speaker by name (at the opening or as a vocative), and which introduce their speaker
+    again ("I'm Iris..." when Iris has already said who she is: a loop the repeat measure
+    misses when the rest of the line is reworded)."""
 
     lines: int
     repeats: tuple[int, ...]
     self_addressed: tuple[int, ...]
+    reintroductions: tuple[int, ...] = ()
 
     @property
     def has_repeat(self) -> bool:
@@ -117,7 +120,19 @@ def degeneration(speakers: Sequence[str], texts: Sequence[str]) -> EpisodeDegene
     """The failures of an episode's lines (``speakers[i]`` said ``texts[i]``)."""
     repeats = tuple(i for i in range(1, len(texts)) if copied_from(texts[i], texts[:i]) is not None)
     named = tuple(i for i, (s, t) in enumerate(zip(speakers, texts, strict=True)) if addresses(t, s))
-    return EpisodeDegeneration(len(texts), repeats, named)
+    return EpisodeDegeneration(len(texts), repeats, named, reintroductions(speakers, texts))
+
+
+def reintroductions(speakers: Sequence[str], texts: Sequence[str]) -> tuple[int, ...]:
+    """Lines in which a speaker introduces itself by name after having done so already."""
+    introduced: set[str] = set()
+    found = []
+    for i, (speaker, text) in enumerate(zip(speakers, texts, strict=True)):
+        if claims_name(text, speaker):
+            if speaker in introduced:
+                found.append(i)
+            introduced.add(speaker)
+    return tuple(found)
 
 
 def distinct_n(texts: Iterable[str], n: int) -> float:
@@ -133,6 +148,7 @@ class RunDegeneration:
     episodes: int
     repeat_share: float           # episodes with a line that nearly repeats an earlier one
     self_address_share: float     # lines that address their own speaker by name
+    reintroduction_share: float   # episodes in which a speaker introduces itself by name twice or more
     mean_turns: float
     stop_reasons: dict[str, int]
     distinct_1: float
@@ -148,6 +164,11 @@ def run_degeneration(episodes: Sequence[tuple[Sequence[str], Sequence[str], int,
         episodes=len(episodes),
         repeat_share=sum(m.has_repeat for m in measured) / len(measured) if measured else 0.0,
         self_address_share=sum(len(m.self_addressed) for m in measured) / lines if lines else 0.0,
+        reintroduction_share=_share(sum(bool(m.reintroductions) for m in measured), len(measured)),
         mean_turns=sum(n for _, _, n, _ in episodes) / len(episodes) if episodes else 0.0,
         stop_reasons=dict(Counter(r for _, _, _, r in episodes)),
         distinct_1=distinct_n(texts, 1), distinct_2=distinct_n(texts, 2))
+
+
+def _share(count: int, total: int) -> float:
+    return count / total if total else 0.0

@@ -28,6 +28,8 @@ def conversations_section(episodes: Sequence[Episode]) -> str:
     repetition = measured.stop_reasons.get("repetition", 0)
     table = [("episodes with a line that nearly repeats an earlier one", _share(measured.repeat_share)),
              ("lines that address their own speaker by name", _share(measured.self_address_share)),
+             ("episodes where a speaker introduces itself by name again",
+              _share(measured.reintroduction_share)),
              ("mean turns per episode", f"{measured.mean_turns:.2f}"),
              ("episodes ended by the repetition stop", f"{repetition} of {measured.episodes}"),
              ("distinct-1 / distinct-2", f"{measured.distinct_1:.3f} / {measured.distinct_2:.3f}")]

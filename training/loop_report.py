@@ -51,6 +51,7 @@ def measures_table(generations: Sequence[Generation]) -> str:
 
     measures = [("episodes with a near-verbatim repeat", degeneration("repeat_share")),
                 ("lines addressing their own speaker", degeneration("self_address_share")),
+                ("episodes where a speaker re-introduces itself", degeneration("reintroduction_share")),
                 ("mean turns", degeneration("mean_turns", 2)), ("repetition stops", repetition),
                 ("distinct-1", degeneration("distinct_1")), ("distinct-2", degeneration("distinct_2")),
                 ("Persona-Chat dev perplexity", lambda g: _num(g.perplexity, 2)),
