@@ -162,13 +162,14 @@ def run_degeneration(episodes: Sequence[tuple[Sequence[str], Sequence[str], int,
     texts = [t for _, ts, _, _ in episodes for t in ts]
     return RunDegeneration(
         episodes=len(episodes),
-        repeat_share=sum(m.has_repeat for m in measured) / len(measured) if measured else 0.0,
-        self_address_share=sum(len(m.self_addressed) for m in measured) / lines if lines else 0.0,
+        repeat_share=_share(sum(m.has_repeat for m in measured), len(measured)),
+        self_address_share=_share(sum(len(m.self_addressed) for m in measured), lines),
         reintroduction_share=_share(sum(bool(m.reintroductions) for m in measured), len(measured)),
-        mean_turns=sum(n for _, _, n, _ in episodes) / len(episodes) if episodes else 0.0,
+        mean_turns=_share(sum(n for _, _, n, _ in episodes), len(episodes)),
         stop_reasons=dict(Counter(r for _, _, _, r in episodes)),
         distinct_1=distinct_n(texts, 1), distinct_2=distinct_n(texts, 2))
 
 
 def _share(count: int, total: int) -> float:
+    """count / total, 0 for nothing counted."""
     return count / total if total else 0.0

@@ -59,3 +59,19 @@ def contradiction_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "trained contradiction:1" in result.stdout
     return root
+
+
+def write_stored_run(folder: Path, personas: list, episodes: list) -> None:
+    """A run folder as a simulation leaves it (its memories already in ``folder/memory``):
+    characters.jsonl, config.yaml and the episodes in SQLite."""
+    from agents.bank import save_bank
+    from environment.store import SQLiteEpisodeStore
+
+    save_bank(personas, folder / "characters.jsonl")
+    (folder / "config.yaml").write_text("seed: 0\n")
+    store = SQLiteEpisodeStore(folder / "episodes.sqlite")
+    try:
+        for episode in episodes:
+            store.append(episode)
+    finally:
+        store.close()

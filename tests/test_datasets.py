@@ -18,10 +18,9 @@ from agents.persona import Persona
 from agents.prompting import PromptBuilder
 from core.errors import UsageError
 from core.records import Episode, MemoryRecord, Scene, Scores, Turn
-from environment.store import SQLiteEpisodeStore
 from memory.chroma import ChromaMemoryStore
 from memory.retrieval import Forgetting, RetrievalWeights
-from tests.conftest import PERSONACHAT
+from tests.conftest import PERSONACHAT, write_stored_run
 from training.datasets import (
     CharacterSplit,
     EpisodeFilter,
@@ -123,12 +122,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, embedder) -> Runs:
     a.mkdir(parents=True)
     b.mkdir(parents=True)
     memory = write_memories(a / "memory", embedder)
-    save_bank(PERSONAS, a / "characters.jsonl")
-    (a / "config.yaml").write_text("seed: 0\n")
-    store = SQLiteEpisodeStore(a / "episodes.sqlite")
-    for item in run_a_episodes(memory):
-        store.append(item)
-    store.close()
+    write_stored_run(a, PERSONAS, run_a_episodes(memory))
     lines = [json.dumps(e.to_dict()) for e in run_b_episodes()]
     (b / "episodes.jsonl").write_text("\n".join(lines) + "\n")
     return Runs(a, b, memory)

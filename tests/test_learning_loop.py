@@ -6,17 +6,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import PERSONACHAT, ROOT
+from tests.conftest import PERSONACHAT, PYTHON, ROOT
 
 pytestmark = pytest.mark.skipif(not PERSONACHAT.is_file(), reason="shared Persona-Chat data missing")
-PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").is_dir() else sys.executable
 
 
 def salon(*arguments: str, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from agents.bank import save_bank
 from agents.persona import Persona
 from core.records import Episode, MemoryRecord, Scene, Scores, Turn
-from environment.store import SQLiteEpisodeStore
 from memory.chroma import ChromaMemoryStore
 from memory.retrieval import Forgetting, RetrievalWeights
-from tests.conftest import PYTHON, ROOT
+from tests.conftest import PYTHON, ROOT, write_stored_run
 
 NAMES = ["Ann Lee", "Bob Ray", "Cid Moss", "Dee Park", "Eve Hart", "Fay Cole", "Gus Lund", "Hal Wise"]
 TOPICS = ["kayak", "violin", "orchard", "glacier", "lantern", "falcon", "quilt", "harbour", "pottery",
@@ -61,12 +59,7 @@ def stored_run(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
     for index, persona in enumerate(PERSONAS):
         records = [MemoryRecord(persona.id, text, "seed", 0.8, 0.0) for text in memories_of(index)]
         ids[persona.id] = store.add(records)
-    save_bank(PERSONAS, folder / "characters.jsonl")
-    (folder / "config.yaml").write_text("seed: 0\n")
-    episode_store = SQLiteEpisodeStore(folder / "episodes.sqlite")
-    for episode in episodes(ids):
-        episode_store.append(episode)
-    episode_store.close()
+    write_stored_run(folder, PERSONAS, episodes(ids))
     return folder
 
 

@@ -83,7 +83,7 @@ def build_memory_selector_dataset(data: RunData, split: CharacterSplit) -> Built
 
 def heuristic_auc(rows: Any) -> float:
     """The heuristic retriever's AUC on ``rows``: its rank order as the score (NaN with one class)."""
-    labels = np.asarray(rows["label"]) if len(rows) else np.asarray([])
+    labels = np.asarray(rows["label"])
     if len(set(labels.tolist())) < 2:
         return float("nan")
     return auc(-np.asarray(rows["rank"], dtype=np.float64), labels)
