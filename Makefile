@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: run test lint bench setup clean
+.PHONY: run test lint bench setup clean llama-server
 
 setup: $(STAMP)
 
@@ -27,6 +27,11 @@ lint: $(STAMP)
 
 test: lint
 	$(PY) -m pytest $(ARGS)
+
+# llama.cpp's llama-server for model=llamacpp: built once per machine and CPU kind from the
+# llama.cpp tree in the pinned llama-cpp-python sdist, into ~/.cache/salon/llama.cpp (or $$SALON_CACHE).
+llama-server: $(STAMP)
+	scripts/build_llama_server.sh $(PY)
 
 bench: $(STAMP)
 	$(PY) -m bench.throughput

@@ -32,7 +32,11 @@ class ReplyContext:
 
 
 class PromptBuilder:
-    """Renders `reply.jinja` (system) and the history as alternating user/assistant turns."""
+    """Renders `reply.jinja` (system), the history as alternating user/assistant turns, then
+    `turn.jinja` (this turn's memories and goal) as the newest message. What stays the same
+    across an episode's turns comes first, so each turn's prompt extends the last one's and a
+    server's prefix cache (llama.cpp's slots, vLLM's automatic prefix caching) reads only the
+    new tail."""
 
     def __init__(self, directory: str | None = None, history_window: int = 6) -> None:
         self.directory = Path(directory) if directory else PROMPTS_DIR
@@ -68,19 +72,19 @@ class PromptBuilder:
         lines = self.system_prompt(context).splitlines()
         role = self.role_instruction(context)
         start = next((i for i, line in enumerate(lines) if line == role), len(lines))
-        return tuple(line for line in lines[start:] if line.strip())
+        goal = [f"In your next reply, {context.goal}."] if context.goal else []
+        return tuple(line for line in lines[start:] if line.strip()) + tuple(goal)
 
     def system_prompt(self, context: ReplyContext) -> str:
         partner_first = context.partner.split(" ")[0]
         instruction = self.role_instruction(context)
         return self.render("reply.jinja", persona=context.persona, partner=context.partner,
-                           partner_first=partner_first,
-                           memories=list(context.memories), scene=context.scene, goal=context.goal,
-                           role_instruction=instruction,
+                           partner_first=partner_first, scene=context.scene, role_instruction=instruction,
                            attribute_lines=self.attribute_lines(context.persona))
 
     def reply_messages(self, context: ReplyContext) -> list[BaseMessage]:
-        """System prompt, an opening cue, then the recent history from the speaker's side."""
+        """System prompt, an opening cue, the recent history from the speaker's side, then this
+        turn's memories and goal (when there are any)."""
         me = context.persona.name
         cue = self.render("opening.jinja", partner=context.partner, scene=context.scene)
         messages: list[BaseMessage] = [SystemMessage(self.system_prompt(context))]
@@ -91,4 +95,5 @@ class PromptBuilder:
             messages.append(HumanMessage(cue))
         for speaker, text in history:
             messages.append(AIMessage(text) if speaker == me else HumanMessage(text))
-        return messages
+        note = self.render("turn.jinja", memories=list(context.memories), goal=context.goal)
+        return [*messages, SystemMessage(note)] if note else messages

@@ -10,6 +10,7 @@ error: no text is ever made up."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -84,6 +85,7 @@ class CallStats:
     model_calls: int = 0
     keep_prompts: bool = False
     prompts: list[list[BaseMessage]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # episodes' threads
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,12 @@ def generate(requests: Sequence[TurnRequest], messages: Sequence[Sequence[BaseMe
 
 def _count(stats: CallStats, seconds: float, outputs: Sequence[Reply],
            prompts: list[list[BaseMessage]]) -> None:
+    with stats.lock:
+        _add_counts(stats, seconds, outputs, prompts)
+
+
+def _add_counts(stats: CallStats, seconds: float, outputs: Sequence[Reply],
+                prompts: list[list[BaseMessage]]) -> None:
     stats.generate_seconds += seconds
     stats.model_calls += 1
     stats.prompt_tokens += sum(r.prompt_tokens for r in outputs)

@@ -99,6 +99,29 @@ def build_embedder(cfg: DictConfig) -> Embedder:
     return instantiate(cfg.embedder, "embedder")
 
 
+ADAPTER_BACKENDS = ("LocalChatModel", "LlamaCppChat")  # the backends that load registry adapters
+
+
+def scoring_model_config(cfg: DictConfig) -> DictConfig:
+    """``cfg`` with a model that returns the log-likelihood of given replies (for perplexity).
+    llama-server's chat endpoint does not, so model=llamacpp is scored in process on the same
+    weights (the embedded GGUF, dequantised); an OpenAI-compatible server cannot be scored."""
+    target = str(OmegaConf.select(cfg, "model._target_"))
+    if target.endswith("LocalChatModel"):
+        return cfg
+    if not target.endswith("LlamaCppChat") or OmegaConf.select(cfg, "model.path"):
+        raise UsageError("perplexity needs the log-likelihood of given replies, which an OpenAI-compatible "
+                         "server does not return: evaluate with model=local (or model=llamacpp on the "
+                         "embedded model, scored in process)")
+    local = OmegaConf.load(Path(__file__).parents[1] / "conf" / "model" / "local.yaml")
+    local.cache_dir = cfg.paths.cache_dir
+    local.max_new_tokens = cfg.model.max_new_tokens
+    local.adapter = OmegaConf.select(cfg, "model.adapter")
+    merged = OmegaConf.merge(cfg, {"model": None})
+    merged.model = local
+    return merged
+
+
 def build_model(cfg: DictConfig, plan: AdapterPlan | None = None) -> ChatModel:
     """The chat model, with every adapter the plan names loaded onto it (peft multi-adapter)."""
     plan = plan if plan is not None else adapter_plan(cfg)
@@ -206,8 +229,8 @@ def adapter_plan(cfg: DictConfig) -> AdapterPlan:
     wanted = {k: str(v) for k, v in wanted.items() if v}
     if not wanted:
         return AdapterPlan()
-    if "LocalChatModel" not in str(OmegaConf.select(cfg, "model._target_")):
-        raise UsageError("adapters need the local model (model=local); an OpenAI-compatible server "
+    if not str(OmegaConf.select(cfg, "model._target_")).endswith(ADAPTER_BACKENDS):
+        raise UsageError("adapters need model=local or model=llamacpp; an OpenAI-compatible server "
                          "serves its adapters under their own model names (model.model=...)")
     registry, base = registry_of(cfg), base_model_name(cfg.model)
     refs = {k: resolve_model(registry, v, "adapter", base, k) for k, v in wanted.items()}

@@ -1,9 +1,16 @@
-"""The conversation engine: all episodes of a round advance together, one batched turn
-(`agents/turns.py`) per step, whether the model is a local batch or a remote server."""
+"""The conversation engine. By default (`schedule=independent`) every episode of a round
+advances on its own: each asks for its next turn (`agents/turns.py`) as soon as its last one is
+done, and the backend batches whatever is pending (a server's continuous batching, or the
+in-process model's micro-batcher, `agents/models/coalesce.py`), so no episode waits for the
+slowest turn of the round. `schedule=lockstep` is the older way: one batched turn of every
+active episode per step. Each episode draws its sampling seeds and goals from its own RNG
+streams, so its text does not depend on how the episodes interleave."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +26,8 @@ from core.errors import is_number, is_whole, require
 from core.records import Episode, Reply, Scene, Turn
 from core.rng import GOALS, SAMPLING, RngTree
 from core.seams import Embedder, GoalChooser
+
+SCHEDULES = ("independent", "lockstep")
 
 
 class Interrupted(Exception):
@@ -105,7 +114,13 @@ class ConversationEngine:
         goals: str = "none",
         progress: bool = True,
         keep_prompts: bool = False,
+        schedule: str = "independent",
+        concurrency: int = 64,
     ) -> None:
+        require(schedule in SCHEDULES, "schedule", f"allowed is {', '.join(SCHEDULES)}", schedule)
+        require(is_whole(concurrency, 1, 4096), "concurrency", "allowed is a whole number from 1 to 4096",
+                concurrency)
+        self.schedule, self.concurrency = schedule, concurrency
         self.rules = StopRules(max_turns, min_turns, stop_on_goodbye, repetition_threshold)
         self.turn = TurnSettings(memory_k, retries, max_sentences, candidates, block_ngrams)
         # the config gives the ranker as a partial; the run's embedder completes it
@@ -117,7 +132,40 @@ class ConversationEngine:
         self.stats = CallStats(keep_prompts=keep_prompts)
 
     def run(self, plans: Sequence[EpisodePlan], rng: RngTree, now: float) -> list[Episode]:
-        """Every plan to its end. Sampling seeds and goals come from the round's own streams."""
+        """Every plan to its end, in the plans' order."""
+        if self.schedule == "lockstep":
+            return self._lockstep(plans, rng, now)
+        conversations = [_Conversation(plan) for plan in plans]
+        stopping = threading.Event()
+        bar = tqdm(total=len(plans), desc="episodes", leave=False, disable=not self.progress)
+        with bar, ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(plans)))) as pool:
+            futures = [pool.submit(self._converse, c, rng, now, stopping, bar) for c in conversations]
+            try:
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    future.result()  # a failure in an episode's thread is raised here
+            except KeyboardInterrupt:
+                stopping.set()
+                raise Interrupted([self._finish(c) for c in conversations if c.stop_reason]) from None
+            except BaseException:
+                stopping.set()
+                raise
+        return [self._finish(c) for c in conversations]
+
+    def _converse(self, conversation: _Conversation, rng: RngTree, now: float,
+                  stopping: threading.Event, bar: tqdm) -> None:
+        """One episode, turn by turn, with seeds and goals from its own streams (keyed by its id)."""
+        plan = conversation.plan
+        goals = rng.stream(GOALS, plan.round, plan.id)
+        while not conversation.stop_reason and not stopping.is_set():
+            index = len(conversation.turns)
+            seed = rng.seed_of(SAMPLING, plan.round, plan.id, index)
+            self._step([conversation], seed, goals, now + index / (10 * self.rules.max_turns))
+        bar.update()
+
+    def _lockstep(self, plans: Sequence[EpisodePlan], rng: RngTree, now: float) -> list[Episode]:
+        """One batched turn of every active episode per step; seeds and goals from the round's
+        streams."""
         conversations = [_Conversation(plan) for plan in plans]
         round_index = plans[0].round if plans else 0
         sampling, goals = rng.stream(SAMPLING, round_index), rng.stream(GOALS, round_index)

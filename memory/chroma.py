@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -84,6 +85,8 @@ class ChromaMemoryStore:
         self.forgetting = forgetting
         self.candidates = candidates
         self.collection_name = collection
+        # episodes advance in their own threads; one at a time through the client and embedder
+        self._lock = threading.RLock()
 
     @cached_property
     def client(self) -> Any:
@@ -103,6 +106,10 @@ class ChromaMemoryStore:
             configuration={"hnsw": {"space": "cosine"}})
 
     def add(self, records: Sequence[MemoryRecord]) -> list[str]:
+        with self._lock:
+            return self._add(records)
+
+    def _add(self, records: Sequence[MemoryRecord]) -> list[str]:
         if not records:
             return []
         ids = [memory_id(r) for r in records]
@@ -124,6 +131,11 @@ class ChromaMemoryStore:
         self, requests: Sequence[tuple[str, str]], k: int, now: float, reinforce: bool = True
     ) -> list[list[Recalled]]:
         """One embedder call for all queries; each result is ranked and filtered by forgetting."""
+        with self._lock:
+            return self._search_many(requests, k, now, reinforce)
+
+    def _search_many(self, requests: Sequence[tuple[str, str]], k: int, now: float, reinforce: bool
+                     ) -> list[list[Recalled]]:
         if not requests or k <= 0:
             return [[] for _ in requests]
         vectors = self.embedder([query for _, query in requests])

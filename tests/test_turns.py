@@ -201,7 +201,7 @@ def test_protective_questions_are_asked_without_the_planted_answers() -> None:
     seen: list[str] = []
 
     def script(messages, number):
-        seen.append(str(messages[0].content))
+        seen.append("\n".join(str(m.content) for m in messages))
         return "I would not know about such a thing."
 
     persona = Persona(id="p0", name="Person 0", facts=("I am a sailor.",),

@@ -75,7 +75,7 @@ def persona_chat(cfg: DictConfig, adapter: str, plan: AdapterPlan, rows: range, 
     """Perplexity and F1 of next-utterance prediction on Persona-Chat dialogues ``rows``."""
     found = dialogues(Path(to_absolute_path(cfg.eval.path)), rows)
     examples = personachat_examples(found, build.build_prompts(cfg), per_dialogue)
-    base_cfg = OmegaConf.merge(cfg, {"model": {"adapter": None}})
+    base_cfg = OmegaConf.merge(build.scoring_model_config(cfg), {"model": {"adapter": None}})
     result = evaluate_model(build.build_model(base_cfg, plan), examples, adapter, cfg.eval.max_new_tokens)
     return result.perplexity, result.f1
 

@@ -20,7 +20,9 @@ from pydantic import Field, PrivateAttr
 
 from agents.models import loading
 from agents.models.blocking import Avoid, NgramBlocker, banned_ngrams
+from agents.models.coalesce import Coalescer
 from agents.models.messages import to_chat
+from agents.models.sampling import RowSampler, conversation_seeds, row_seeds
 from agents.models.scoring import reply_token_losses
 from agents.models.streaming import RowStreamer
 from core.devices import resolve_device
@@ -48,7 +50,15 @@ class LocalChatModel(BaseChatModel):
     _lm: Any = PrivateAttr(default=None)
     _tokenizer: Any = PrivateAttr(default=None)
     _name: str = PrivateAttr(default="")
+    # how long a call waits for concurrent calls to share its batch (0 = never waits)
+    batch_wait: float = Field(default=0.02, ge=0, le=1)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _coalescer: Coalescer = PrivateAttr()
+
+    def model_post_init(self, context: Any) -> None:
+        super().model_post_init(context)
+        self._coalescer = Coalescer(lambda call, rows: self._complete_rows(call, rows), self.batch_wait,
+                                    max_wait=10 * self.batch_wait, max_rows=4 * self.max_batch_size)
 
     @property
     def _llm_type(self) -> str:
@@ -124,7 +134,7 @@ class LocalChatModel(BaseChatModel):
         self,
         conversations: Sequence[Sequence[BaseMessage]],
         *,
-        seed: int | None = None,
+        seed: int | Sequence[int] | None = None,
         max_new_tokens: int | None = None,
         adapters: Sequence[str] | None = None,
         temperature: float | None = None,
@@ -138,18 +148,36 @@ class LocalChatModel(BaseChatModel):
         ``on_text(index, text so far)`` streams each reply while it is generated (one candidate
         only). With ``candidates`` = n, each conversation gets n sampled replies (rows i*n ..
         i*n+n-1), from one prompt pass whose cache the n share. ``avoid[i]`` lists what
-        conversation i's replies must not copy (n-grams of ``block_ngrams`` tokens)."""
-        results: list[Reply] = []
-        call = _Call(seed, max_new_tokens or self.max_new_tokens,
-                     self.temperature if temperature is None else temperature, candidates, block_ngrams)
-        for start in range(0, len(conversations), self.max_batch_size):
-            end = start + self.max_batch_size
-            names = adapters[start:end] if adapters is not None else None
-            streamer = None if on_text is None or candidates > 1 else RowStreamer(
+        conversation i's replies must not copy (n-grams of ``block_ngrams`` tokens). ``seed`` is
+        one per conversation or call-wide (`sampling.conversation_seeds`); each row samples from
+        its own generator, so a reply does not depend on the batch it was generated in."""
+        count = len(conversations)
+        call = _Call(max_new_tokens or self.max_new_tokens,
+                     self.temperature if temperature is None else temperature, candidates, block_ngrams,
+                     avoid is not None)
+        rows = list(zip(conversations, conversation_seeds(seed, count),
+                        list(adapters) if adapters is not None else [self.adapter or ""] * count,
+                        list(avoid) if avoid is not None else [None] * count, strict=True))
+        if on_text is not None:  # a streamed call runs alone: its rows are the caller's indices
+            grouped = self._complete_rows(call, rows, on_text)
+        else:
+            grouped = self._coalescer.submit(call, rows)
+        return [reply for replies in grouped for reply in replies]
+
+    def _complete_rows(self, call: _Call, rows: Sequence[tuple[Any, int, str, Avoid | None]],
+                       on_text: OnText | None = None) -> list[list[Reply]]:
+        """(messages, seed, adapter, avoid) rows in `max_batch_size` chunks: each row's candidates."""
+        results: list[list[Reply]] = []
+        for start in range(0, len(rows), self.max_batch_size):
+            chunk = rows[start:start + self.max_batch_size]
+            streamer = None if on_text is None or call.candidates > 1 else RowStreamer(
                 self.tokenizer, on_text, start, self._eos_ids())
-            results.extend(self._complete_chunk(
-                conversations[start:end], call, self._adapter_kwargs(len(conversations[start:end]), names),
-                streamer, avoid[start:end] if avoid is not None else None))
+            replies = self._complete_chunk(
+                [r[0] for r in chunk], [r[1] for r in chunk], call,
+                self._adapter_kwargs(len(chunk), [r[2] for r in chunk]), streamer,
+                [r[3] for r in chunk] if call.blocking else None)
+            n = call.candidates
+            results.extend(replies[k * n:(k + 1) * n] for k in range(len(chunk)))
         return results
 
     def render(self, messages: Sequence[BaseMessage]) -> str:
@@ -165,7 +193,8 @@ class LocalChatModel(BaseChatModel):
         return batch.to(self.lm.device)
 
     def _complete_chunk(
-        self, chunk: Sequence[Sequence[BaseMessage]], call: _Call, adapter_kwargs: dict[str, Any],
+        self, chunk: Sequence[Sequence[BaseMessage]], seeds: Sequence[int], call: _Call,
+        adapter_kwargs: dict[str, Any],
         streamer: RowStreamer | None = None, avoid: Sequence[Avoid] | None = None,
     ) -> list[Reply]:
         import torch
@@ -173,17 +202,14 @@ class LocalChatModel(BaseChatModel):
         encoded = self.encode([self.render(m) for m in chunk])
         prompt_length = encoded["input_ids"].shape[1]
         processors = self._processors(prompt_length, avoid, call)
-        sampling = call.temperature > 0
+        if call.temperature > 0:
+            processors.append(RowSampler(row_seeds(seeds, call.candidates), call.temperature,
+                                         self.top_p, self.lm.device))
         with self._lock, torch.inference_mode():
             inputs, adapter_kwargs = self._shared_prompt(encoded, adapter_kwargs, call.candidates)
-            if call.seed is not None:
-                # transformers samples from torch's global generator; seeding it right before
-                # the call (under the lock) makes a seeded call reproducible.
-                torch.manual_seed(call.seed)
             output = self.lm.generate(
-                **inputs, max_new_tokens=call.max_new_tokens, do_sample=sampling,
-                temperature=call.temperature if sampling else None,
-                top_p=self.top_p if sampling else None, top_k=None, logits_processor=processors,
+                **inputs, max_new_tokens=call.max_new_tokens, do_sample=False, temperature=None,
+                top_p=None, top_k=None, logits_processor=processors,
                 pad_token_id=self.tokenizer.pad_token_id, streamer=streamer, **adapter_kwargs)
         return self._decode(inputs, output, call.candidates)
 
@@ -281,13 +307,13 @@ class LocalChatModel(BaseChatModel):
 
 @dataclass(frozen=True)
 class _Call:
-    """The settings of one `complete` call."""
+    """The settings one `generate` shares (calls with equal settings are merged)."""
 
-    seed: int | None
     max_new_tokens: int
     temperature: float
     candidates: int = 1
     block_ngrams: int = 4
+    blocking: bool = False
 
 
 def _as_list(value: Any) -> list[int]:

@@ -21,6 +21,7 @@ def check(cfg: DictConfig) -> None:
     if cfg.eval.name != "personachat":
         raise UsageError(f"eval={cfg.eval.name!r} is unknown: allowed is personachat")
     read_personachat(Path(to_absolute_path(cfg.eval.path)), cfg.eval.split)
+    build.scoring_model_config(cfg)  # a server that returns no log-likelihoods stops here
     registry, base = registry_of(cfg), base_model_name(cfg.model)
     for ref in adapters_to_evaluate(cfg):
         resolve_model(registry, ref, "adapter", base, "eval.adapters")
@@ -41,7 +42,7 @@ def run(cfg: DictConfig) -> None:
     examples = personachat_examples(dialogues, build.build_prompts(cfg), cfg.eval.max_per_dialogue)
     registry, base = registry_of(cfg), base_model_name(cfg.model)
     found = [resolve_model(registry, r, "adapter", base, "eval.adapters") for r in adapters_to_evaluate(cfg)]
-    plan_cfg = OmegaConf.merge(cfg, {"model": {"adapter": None}})
+    plan_cfg = OmegaConf.merge(build.scoring_model_config(cfg), {"model": {"adapter": None}})
     base_model = build.build_model(plan_cfg, AdapterPlan())
     results = [evaluate_model(base_model, examples, "", cfg.eval.max_new_tokens)]
     failures = []

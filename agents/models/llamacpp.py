@@ -1,0 +1,237 @@
+"""`model=llamacpp`: the embedded GGUF (or any GGUF) served by llama.cpp's `llama-server`, which
+Salon starts on 127.0.0.1 on first use and stops on exit. Requests go through LangChain's
+ChatOpenAI; the server batches concurrent requests (continuous batching over ``slots``) and
+keeps each slot's prompt in its cache, so an episode's next turn reads only its new tail.
+
+Best of n is one request with ``n`` choices (the server reads the prompt once). LoRA adapters
+(peft folders, e.g. the learning loop's) are converted once with llama.cpp's own
+`convert_lora_to_gguf.py`, loaded unapplied, and chosen per request."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langchain_core.messages import BaseMessage
+
+from agents.models import loading
+from agents.models.choices import from_logprobs
+from agents.models.servers import BUILD_HINT, ServerProcess, llama_cpp_home, llama_server, llama_server_path
+from core.errors import InvalidValue, SalonError, UsageError, is_number, is_whole, require
+from core.records import Reply
+from core.seams import OnText
+
+
+@dataclass
+class ServedUsage:
+    """What the server reported: requests, prompt tokens (and how many its cache served),
+    completion tokens."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def cache_hit_rate(self) -> float:
+        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+
+
+class LlamaCppChat:
+    """A ChatModel (core/seams.py) over a llama-server this object starts and stops."""
+
+    def __init__(self, path: str | None = None, binary: str | None = None, slots: int = 16,
+                 context_per_slot: int = 2048, threads: int | None = None, max_new_tokens: int = 48,
+                 temperature: float = 0.5, top_p: float = 0.9, repetition_penalty: float = 1.2,
+                 adapters: dict[str, str] | None = None, adapter: str | None = None,
+                 cache_dir: str = ".cache/salon", timeout: float = 120, startup_timeout: float = 120,
+                 max_concurrency: int = 64, log_dir: str | None = None) -> None:
+        require(path is None or str(path).endswith(".gguf"), "path", "allowed is a .gguf file or null "
+                "(the embedded SmolLM2 GGUF)", path)
+        require(is_whole(slots, 1, 512), "slots", "allowed is a whole number from 1 to 512", slots)
+        require(is_whole(context_per_slot, 256, 131072), "context_per_slot",
+                "allowed is a whole number from 256 to 131072", context_per_slot)
+        require(is_whole(max_new_tokens, 1, 4096), "max_new_tokens",
+                "allowed is a whole number from 1 to 4096", max_new_tokens)
+        require(is_number(temperature, 0, 5), "temperature", "allowed is a number from 0 to 5", temperature)
+        require(is_number(top_p, 0, 1) and top_p > 0, "top_p", "allowed is a number in (0, 1]", top_p)
+        require(is_whole(max_concurrency, 1), "max_concurrency", "allowed is a whole number >= 1",
+                max_concurrency)
+        server = llama_server_path(binary)  # a missing server stops the run before it starts
+        require(server.is_file() and os.access(server, os.X_OK), "binary",
+                f"no llama-server at {server}: build it with `{BUILD_HINT}`", binary)
+        self.path, self.binary, self.slots, self.context_per_slot = path, binary, slots, context_per_slot
+        self.threads, self.max_new_tokens, self.temperature = threads, max_new_tokens, temperature
+        self.top_p, self.repetition_penalty = top_p, repetition_penalty
+        self.adapters, self.adapter = dict(adapters or {}), adapter
+        if adapter and adapter not in self.adapters:
+            raise InvalidValue("adapter", "allowed is one of the loaded adapters", adapter)
+        self.cache_dir, self.timeout, self.startup_timeout = cache_dir, timeout, startup_timeout
+        self.max_concurrency, self.log_dir = max_concurrency, log_dir
+        self.usage = ServedUsage()
+        self._lock = threading.Lock()
+        self._server: ServerProcess | None = None
+        self._chat: Any = None
+        self._tokenizer: Any = None
+
+    # -- the server -------------------------------------------------------------------------
+    @property
+    def gguf(self) -> Path:
+        if self.path:
+            return Path(self.path).expanduser()
+        source = loading.embedded_source()
+        return source.folder / str(source.gguf_file)
+
+    def start(self) -> LlamaCppChat:
+        """Start the server (once; later calls return at once)."""
+        with self._lock:
+            if self._chat is None:
+                self._start()
+        return self
+
+    def _start(self) -> None:
+        from langchain_openai import ChatOpenAI
+
+        if not self.gguf.is_file():
+            raise UsageError(f"model.path={self.gguf} is not a file: allowed is a .gguf file")
+        loras = [convert_adapter(Path(folder), self._base_folder()) for folder in self.adapters.values()]
+        log_path = Path(self.log_dir) / "llama-server.log" if self.log_dir else None
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._server = llama_server(self.gguf, binary=self.binary, slots=self.slots,
+                                    context_per_slot=self.context_per_slot, threads=self.threads,
+                                    loras=loras, log_path=log_path,
+                                    startup_timeout=self.startup_timeout).start()
+        self._chat = ChatOpenAI(base_url=f"{self._server.base_url}/v1", api_key="loopback", model="salon",
+                                timeout=self.timeout, max_retries=1)
+
+    def _base_folder(self) -> Path:
+        """A Hugging Face folder of the base model (its config is what the converter needs)."""
+        if self.path:
+            raise UsageError("adapters with model=llamacpp need the embedded base model (model.path=null)")
+        return loading.cached_folder(loading.embedded_source(), Path(self.cache_dir).expanduser()).folder
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+        self._chat = None
+
+    @property
+    def base_url(self) -> str:
+        self.start()
+        assert self._server is not None
+        return self._server.base_url
+
+    # -- the ChatModel seam -----------------------------------------------------------------
+    def label(self, adapter: str | None = None) -> str:
+        chosen = (self.adapter or "") if adapter is None else adapter
+        name = loading.EMBEDDED_NAME if not self.path else Path(self.path).stem
+        return f"{name}+{chosen}" if chosen else name
+
+    def complete(self, conversations: Sequence[Sequence[BaseMessage]], *,
+                 seed: int | Sequence[int] | None = None, adapters: Sequence[str] | None = None,
+                 temperature: float | None = None, max_new_tokens: int | None = None,
+                 on_text: OnText | None = None, candidates: int = 1, avoid: Sequence[Any] | None = None,
+                 block_ngrams: int = 4) -> list[Reply]:
+        """One request per conversation (``candidates`` choices each, the prompt read once),
+        up to ``max_concurrency`` at a time. The server cannot forbid n-grams: ``avoid`` is left
+        to the turn ranker, which ranks copies last. ``on_text`` is not called."""
+        self.start()
+        count = len(conversations)
+        seeds = [seed + i for i in range(count)] if isinstance(seed, int) else (
+            list(seed) if seed is not None else [None] * count)
+        names = list(adapters) if adapters is not None else [self.adapter or ""] * count
+        body = {"max_tokens": max_new_tokens or self.max_new_tokens, "top_p": self.top_p,
+                "repeat_penalty": self.repetition_penalty, "cache_prompt": True,
+                "temperature": self.temperature if temperature is None else temperature}
+        jobs = [(list(c), s, n) for c, s, n in zip(conversations, seeds, names, strict=True)]
+        with ThreadPoolExecutor(max_workers=max(1, min(self.max_concurrency, count))) as pool:
+            answers = list(pool.map(lambda job: self._request(*job, body, candidates), jobs))
+        return [reply for replies in answers for reply in replies]
+
+    def _request(self, messages: list[BaseMessage], seed: int | None, adapter: str, body: dict[str, Any],
+                 candidates: int) -> list[Reply]:
+        extra = {**body, "lora": self._lora(adapter)}
+        if seed is not None:
+            extra["seed"] = int(seed)
+        result = self._chat.generate([messages], n=candidates, extra_body=extra)
+        generations = result.generations[0]
+        usage = generations[0].message.usage_metadata or {}
+        prompt = int(usage.get("input_tokens", 0))
+        cached = int((usage.get("input_token_details") or {}).get("cache_read") or 0)
+        replies = [Reply(text=str(g.message.content).strip(), prompt_tokens=prompt if k == 0 else 0,
+                         completion_tokens=int(usage.get("output_tokens", 0)) if k == 0 else
+                         self._count_tokens(str(g.message.content)))
+                   for k, g in enumerate(generations)]
+        with self._lock:
+            self.usage.requests += 1
+            self.usage.prompt_tokens += prompt
+            self.usage.cached_tokens += cached
+            self.usage.completion_tokens += sum(r.completion_tokens for r in replies)
+        return replies
+
+    def _count_tokens(self, text: str) -> int:
+        """The server reports usage for the first choice only; the others are counted with the
+        model's tokenizer (its own vocabulary, so the count matches what was generated)."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self._tokenizer_folder())
+        return len(self._tokenizer.encode(text, add_special_tokens=False)) + 1
+
+    def _tokenizer_folder(self) -> Path:
+        if self.path:
+            return Path(self.path).expanduser().parent
+        return loading.cached_folder(loading.embedded_source(), Path(self.cache_dir).expanduser()).folder
+
+    def _lora(self, adapter: str) -> list[dict[str, float]]:
+        """Every loaded adapter's scale for this request: 1 for the one asked for, 0 for the rest."""
+        if adapter and adapter not in self.adapters:
+            raise ValueError(f"unknown adapter {adapter!r}; loaded: {sorted(self.adapters)}")
+        return [{"id": i, "scale": 1.0 if name == adapter else 0.0} for i, name in enumerate(self.adapters)]
+
+    def choice_probabilities(self, conversations: Sequence[Sequence[BaseMessage]],
+                             choices: Sequence[str]) -> np.ndarray:
+        """From the server's `logprobs` of the first reply token (top 20 alternatives)."""
+        self.start()
+        if not conversations:
+            return np.zeros((0, len(choices)))
+        bound = self._chat.bind(logprobs=True, top_logprobs=20, max_tokens=1,
+                                extra_body={"max_tokens": 1, "lora": self._lora(self.adapter or "")})
+        messages = bound.batch([list(c) for c in conversations],
+                               config={"max_concurrency": self.max_concurrency})
+        return np.array([from_logprobs(m.response_metadata.get("logprobs"), choices) for m in messages])
+
+    def reply_losses(self, conversations: Sequence[Sequence[BaseMessage]], replies: Sequence[str],
+                     adapter: str | None = None) -> list[tuple[float, int]]:
+        raise UsageError("perplexity needs the log-likelihood of given replies, which llama-server's "
+                         "chat endpoint does not return; evaluate with model=local (the same weights)")
+
+
+def convert_adapter(folder: Path, base: Path) -> Path:
+    """A peft LoRA folder as GGUF (once; kept beside the adapter), by llama.cpp's own converter."""
+    target = folder / "adapter-f16.gguf"
+    if target.is_file() and target.stat().st_mtime >= (folder / "adapter_model.safetensors").stat().st_mtime:
+        return target
+    home = llama_cpp_home()
+    script = home / "convert_lora_to_gguf.py"
+    if not script.is_file():
+        raise UsageError(f"llama.cpp's LoRA converter is missing at {script}: run `make llama-server`")
+    staging = target.with_suffix(".partial")
+    done = subprocess.run([sys.executable, str(script), "--base", str(base), "--outtype", "f16",
+                           "--outfile", str(staging), str(folder)], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(home / "gguf-py"), "PATH": "/usr/bin:/bin",
+                               "HF_HUB_OFFLINE": "1"}, check=False)
+    if done.returncode != 0:
+        tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+        raise SalonError(f"converting the adapter {folder} to GGUF failed: {tail}")
+    staging.replace(target)
+    return target
