@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
+import sys
 import threading
 from collections.abc import Sequence
 from functools import cached_property
@@ -16,6 +18,7 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.utils.embedding_functions import register_embedding_function
 
 from core.errors import require
+from core.processes import ServerProcess, free_port
 from core.records import MemoryRecord, Recalled
 from core.seams import Embedder
 from memory.embedder import SentenceEmbedder
@@ -58,6 +61,22 @@ def memory_id(record: MemoryRecord) -> str:
     return f"{record.owner}:{digest[:12]}"
 
 
+def run_collection(prefix: str, path: str) -> str:
+    """The collection of the run whose memories live at ``path`` (stable across a resume)."""
+    return f"{prefix}-{hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:16]}"
+
+
+def chroma_server(folder: Path) -> ServerProcess:
+    """`chroma run` on 127.0.0.1 with its data in ``folder``, telemetry off."""
+    executable = Path(sys.executable).parent / "chroma"
+    command = str(executable) if executable.is_file() else (shutil.which("chroma") or "chroma")
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    return ServerProcess([command, "run", "--path", str(folder), "--host", "127.0.0.1", "--port", str(port)],
+                         port, "/api/v2/heartbeat", 60.0, folder / "chroma-server.log",
+                         env={"ANONYMIZED_TELEMETRY": "False", "CHROMA_TELEMETRY": "False"})
+
+
 class ChromaMemoryStore:
     """`mode=persistent` keeps the store in ``path`` (the run folder); `mode=http` talks to a
     chroma server (``host``/``port``) so several machines share memories. The client opens on
@@ -74,6 +93,7 @@ class ChromaMemoryStore:
         port: int = 8000,
         candidates: int = 4,
         collection: str = COLLECTION,
+        serve: bool = False,
     ) -> None:
         require(mode in MODES, "mode", f"allowed is {', '.join(MODES)}", mode)
         require(isinstance(port, int) and 0 < port < 65536, "port", "allowed is a port from 1 to 65535", port)
@@ -84,7 +104,10 @@ class ChromaMemoryStore:
         self.weights = weights
         self.forgetting = forgetting
         self.candidates = candidates
-        self.collection_name = collection
+        self.serve = serve and mode == "http"
+        # one server may hold many runs' memories: in http mode each run has its own collection
+        self.collection_name = collection if mode == "persistent" else run_collection(collection, path)
+        self._server: ServerProcess | None = None
         # episodes advance in their own threads; one at a time through the client and embedder
         self._lock = threading.RLock()
 
@@ -94,6 +117,9 @@ class ChromaMemoryStore:
         from chromadb.config import Settings
 
         settings = Settings(anonymized_telemetry=False)
+        if self.serve:
+            self._server = chroma_server(Path(self.path)).start()
+            self.host, self.port = "127.0.0.1", self._server.port
         if self.mode == "http":
             return chromadb.HttpClient(host=self.host, port=self.port, settings=settings)
         Path(self.path).mkdir(parents=True, exist_ok=True)
@@ -104,6 +130,11 @@ class ChromaMemoryStore:
         return self.client.get_or_create_collection(
             self.collection_name, embedding_function=SalonEmbeddingFunction(embedder=self.embedder),
             configuration={"hnsw": {"space": "cosine"}})
+
+    def close(self) -> None:
+        """Stop the chroma server this store started (if any)."""
+        if self._server is not None:
+            self._server.stop()
 
     def add(self, records: Sequence[MemoryRecord]) -> list[str]:
         with self._lock:

@@ -53,3 +53,8 @@ class FilteredRecall:
 
     def get(self, ids: Sequence[str]) -> dict[str, str]:
         return self.store.get(ids)
+
+    def close(self) -> None:
+        close = getattr(self.store, "close", None)
+        if callable(close):
+            close()

@@ -24,7 +24,14 @@ from langchain_core.messages import BaseMessage
 
 from agents.models import loading
 from agents.models.choices import from_logprobs
-from agents.models.servers import BUILD_HINT, ServerProcess, llama_cpp_home, llama_server, llama_server_path
+from agents.models.servers import (
+    BUILD_HINT,
+    LLAMA_CPP_VERSION,
+    ServerProcess,
+    llama_cpp_home,
+    llama_server,
+    llama_server_path,
+)
 from core.errors import InvalidValue, SalonError, UsageError, is_number, is_whole, require
 from core.records import Reply
 from core.seams import OnText
@@ -129,6 +136,13 @@ class LlamaCppChat:
         self.start()
         assert self._server is not None
         return self._server.base_url
+
+    def serving(self) -> str:
+        """One line for the run report: the server and what its prompt cache saved."""
+        u = self.usage
+        return (f"llama-server (llama.cpp {LLAMA_CPP_VERSION}), {self.slots} slots on 127.0.0.1: "
+                f"{u.requests} requests in this session, the prompt cache served {u.cached_tokens} of "
+                f"{u.prompt_tokens} prompt tokens ({u.cache_hit_rate:.0%})")
 
     # -- the ChatModel seam -----------------------------------------------------------------
     def label(self, adapter: str | None = None) -> str:

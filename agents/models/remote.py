@@ -12,6 +12,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_openai import ChatOpenAI
 
 from agents.models.choices import from_logprobs
+from agents.models.pool import ServerPool
 from core.errors import UsageError, is_number, is_whole, require
 from core.records import Reply
 from core.seams import OnText
@@ -89,14 +90,28 @@ def _reply(message: Any) -> Reply:
 
 
 def openai_compatible(
-    base_url: str,
+    base_url: str | Sequence[str],
     model: str = "default",
     api_key_env: str = "OPENAI_API_KEY",
     max_new_tokens: int = 48,
     temperature: float = 0.7,
     max_concurrency: int = 16,
     timeout: float = 120,
-) -> OpenAICompatibleChat:
+) -> OpenAICompatibleChat | ServerPool:
+    """One server, or a pool when ``base_url`` lists several (agents/models/pool.py)."""
+    urls = [base_url] if isinstance(base_url, str) else [str(u) for u in base_url]
+    require(bool(urls) and all(u.startswith(("http://", "https://")) for u in urls), "base_url",
+            "allowed is an http(s) URL or a list of them", base_url if isinstance(base_url, str) else urls)
+    settings = {"model": model, "api_key_env": api_key_env, "max_new_tokens": max_new_tokens,
+                "temperature": temperature, "max_concurrency": max_concurrency, "timeout": timeout}
+    if len(urls) == 1:
+        return _one_server(urls[0], **settings)
+    # in a pool a failed request goes to the next server at once, not after the client's own retries
+    return ServerPool([(u, _one_server(u, **settings, max_retries=0)) for u in urls], max_concurrency)
+
+
+def _one_server(base_url: str, model: str, api_key_env: str, max_new_tokens: int, temperature: float,
+                max_concurrency: int, timeout: float, max_retries: int = 2) -> OpenAICompatibleChat:
     require(is_whole(max_new_tokens, 1, 4096), "max_new_tokens", "allowed is a whole number from 1 to 4096",
             max_new_tokens)
     require(is_number(temperature, 0, 5), "temperature", "allowed is a number from 0 to 5", temperature)
@@ -108,4 +123,4 @@ def openai_compatible(
         base_url=base_url, model=model, api_key=os.environ.get(api_key_env) or "not-needed",
         max_tokens=max_new_tokens, temperature=temperature, timeout=timeout,
         max_concurrency=max_concurrency, extra_body={"max_tokens": max_new_tokens},
-        stream_usage=True)
+        stream_usage=True, max_retries=max_retries)

@@ -1,28 +1,19 @@
-"""Inference servers Salon starts itself: llama.cpp's `llama-server` and `vllm serve`, on
-127.0.0.1 only, one child process each, stopped on exit, on Ctrl-C and when Salon is killed
-(Linux: the child gets SIGTERM when its parent dies, so no server outlives its run)."""
+"""Inference servers Salon starts itself, on 127.0.0.1 only (core/processes.py): llama.cpp's
+`llama-server` (built by `make llama-server`) and `vllm serve`."""
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import ctypes
 import hashlib
 import logging
 import os
 import platform
 import shutil
-import signal
-import socket
-import subprocess
-import tempfile
-import time
-import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.errors import SalonError, UsageError
+from core.errors import UsageError
+from core.processes import ServerProcess, free_port
 
 log = logging.getLogger(__name__)
 LLAMA_CPP_VERSION = "0.3.36"  # the llama-cpp-python sdist whose vendored llama.cpp is built
@@ -68,87 +59,6 @@ def llama_server_binary(explicit: str | None = None) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux prctl(PR_SET_PDEATHSIG, SIGTERM): the server ends when Salon does, even on kill -9."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-
-
-@dataclass
-class ServerProcess:
-    """A server started with ``command`` (which must listen on 127.0.0.1:``port``), healthy
-    when ``health_path`` answers 200; its output goes to ``log_path``."""
-
-    command: Sequence[str]
-    port: int
-    health_path: str = "/health"
-    startup_timeout: float = 120.0
-    log_path: Path | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    _process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ServerProcess:
-        if self._process is not None:
-            return self
-        if self.log_path is None:
-            self.log_path = Path(tempfile.mkstemp(prefix="salon-server-", suffix=".log")[1])
-        with open(self.log_path, "ab") as log_file:
-            self._process = subprocess.Popen(
-                list(self.command), stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **self.env}, preexec_fn=_die_with_parent if os.name == "posix" else None)
-        atexit.register(self.stop)
-        self._wait_healthy()
-        log.info("server on %s (pid %d, log %s)", self.base_url, self._process.pid, self.log_path)
-        return self
-
-    def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                self.stop()
-                raise SalonError(f"{Path(self.command[0]).name} exited at start (code "
-                                 f"{self._process.returncode}): {self.log_tail()}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(
-                    self.base_url + self.health_path, timeout=2) as answer:
-                if answer.status == 200:
-                    return
-            time.sleep(0.2)
-        self.stop()
-        raise SalonError(f"{Path(self.command[0]).name} was not healthy within {self.startup_timeout:.0f} s: "
-                         f"{self.log_tail()}")
-
-    def log_tail(self, lines: int = 3) -> str:
-        if self.log_path is None or not self.log_path.is_file():
-            return ""
-        return " | ".join(self.log_path.read_text(errors="replace").strip().splitlines()[-lines:])
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 10 s; safe to call twice."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def llama_server(gguf: Path, *, binary: str | None = None, slots: int = 16, context_per_slot: int = 2048,
                  threads: int | None = None, loras: Sequence[Path] = (), alias: str = "salon",
                  extra_args: Sequence[str] = (), log_path: Path | None = None,
@@ -176,5 +86,5 @@ def vllm_server(model: str, *, adapters: dict[str, str] | None = None, extra_arg
     command = [executable, "serve", model, "--host", "127.0.0.1", "--port", str(port),
                "--enable-prefix-caching", "--served-model-name", "salon"]
     if adapters:
-        command += ["--enable-lora", "--lora-modules", *(f"{name}={path}" for name, path in adapters.items())]
+        command += ["--enable-lora", "--lora-modules", *(f"{n}={path}" for n, path in adapters.items())]
     return ServerProcess([*command, *extra_args], port, "/health", startup_timeout, log_path)

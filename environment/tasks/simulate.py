@@ -73,10 +73,13 @@ def run(cfg: DictConfig) -> None:
         OmegaConf.save(cfg, folder / "config.yaml", resolve=True)
     store = SQLiteEpisodeStore(folder / "episodes.sqlite")
     society = make_society(cfg, folder, store)
-    if store.get_meta("seeded") is None:
-        society.seed_memories(cfg.memory.seed_importance)
-        store.set_meta("seeded", "1")
-    interrupted = run_rounds(society, store, cfg.simulation.rounds, cfg.simulation.progress)
+    try:
+        if store.get_meta("seeded") is None:
+            society.seed_memories(cfg.memory.seed_importance)
+            store.set_meta("seeded", "1")
+        interrupted = run_rounds(society, store, cfg.simulation.rounds, cfg.simulation.progress)
+    finally:
+        close_servers(society)
     wall = float(store.get_meta("wall_seconds", "0") or 0)
     outputs = export_run(folder, store, [c.persona for c in society.characters], seed=cfg.seed,
                          summary=run_summary(cfg, society), wall_seconds=wall)
@@ -103,8 +106,19 @@ def run_rounds(society: Society, store: SQLiteEpisodeStore, rounds: int, progres
         store.set_meta("wall_seconds", f"{spent:.3f}")
 
 
+def close_servers(society: Society) -> None:
+    """Stop the servers the run started (model=llamacpp, memory.store.serve): a loop's next
+    generation starts its own, with its own adapter."""
+    owners = [c.model for c in society.characters] + [c.memory for c in society.characters]
+    for owner in {id(o): o for o in owners}.values():
+        close = getattr(owner, "close", None)
+        if callable(close):
+            close()
+
+
 def run_summary(cfg: DictConfig, society: Society) -> dict[str, str]:
     weights = ", ".join(f"{d} {s.weight:g}" for d, s in society.critic.dimensions.items() if s.weight)
+    serving = getattr(society.characters[0].model, "serving", None)
     return {
         "model": society.characters[0].label(),
         "matching": type(society.policy).__name__,
@@ -113,6 +127,7 @@ def run_summary(cfg: DictConfig, society: Society) -> dict[str, str]:
         "max turns": str(cfg.conversation.max_turns),
         "seed": str(cfg.seed),
         "critic weights": weights,
+        **({"server": serving()} if callable(serving) else {}),
     }
 
 

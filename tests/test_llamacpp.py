@@ -1,0 +1,105 @@
+"""model=llamacpp through run.py: a real llama-server (built by `make llama-server`) on
+127.0.0.1, started and stopped by Salon; no server outlives its run, even after SIGKILL.
+`.ci/run` builds the server and sets SALON_REQUIRE_LLAMA_SERVER, so in CI these never skip."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from agents.models.servers import cpu_kind, llama_cpp_home, llama_server_path
+from tests.conftest import PYTHON, ROOT
+
+BINARY = llama_server_path()
+pytestmark = pytest.mark.skipif(not BINARY.is_file() and not os.environ.get("SALON_REQUIRE_LLAMA_SERVER"),
+                                reason="llama-server is not built: make llama-server")
+
+
+def salon(*arguments: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([PYTHON, "run.py", *arguments], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def servers() -> list[int]:
+    """Pids of running llama-server processes of this machine's build."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "exe") == str(BINARY):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        found += [int(t) for t in text]
+    return found
+
+
+def test_the_build_script_and_salon_agree_on_where_the_server_is() -> None:
+    shown = subprocess.run(["bash", "-c", "grep -m1 -E '^(flags|Features)' /proc/cpuinfo | tr ' ' '\\n' "
+                            "| grep -x -E 'avx2|avx512f|avx512_bf16|avx512_vnni|amx_tile|fma|f16c|asimd|sve' "
+                            "| sort -u | tr '\\n' '-' | sha256sum | cut -c1-10"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert shown == cpu_kind()
+    assert llama_cpp_home() / "bin" / "llama-server" == BINARY
+    assert f"-{cpu_kind()}" in str(BINARY) and (ROOT / "scripts" / "build_llama_server.sh").is_file()
+
+
+def test_a_default_simulation_runs_on_llama_server_and_stops_it(tmp_path: Path) -> None:
+    before = servers()
+    result = salon("model=llamacpp", "experiment=smoke", "conversation.max_turns=4",
+                   "simulation.progress=false", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    episodes = [json.loads(line) for line in (tmp_path / "episodes.jsonl").read_text().splitlines()]
+    assert len(episodes) == 2
+    turns = [t for e in episodes for t in e["turns"]]
+    assert len(turns) >= 4 and all(t["text"].strip() for t in turns if not t.get("error"))
+    assert all(t["model"] == "SmolLM2-135M-Instruct" for t in turns)
+    assert sum(len(t.get("candidates") or ()) > 1 for t in turns) >= 1  # best of n, n choices per request
+    report = (tmp_path / "report.md").read_text()
+    assert "llama-server" in report and "prompt cache" in report
+    assert servers() == before
+
+
+def test_no_server_outlives_a_killed_run(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    log = tmp_path / "run.log"
+    with log.open("w") as output:
+        process = subprocess.Popen([PYTHON, "run.py", "model=llamacpp", "experiment=smoke",
+                                    "simulation.rounds=20", "simulation.progress=false",
+                                    f"hydra.run.dir={tmp_path / 'run'}"],
+                                   cwd=ROOT, env=env, stdout=output, stderr=output)
+        deadline, server = time.monotonic() + 180, []
+        while not server and process.poll() is None and time.monotonic() < deadline:
+            server = [p for p in children(process.pid) if p in servers()]
+            time.sleep(0.2)
+        assert server, log.read_text()[-2000:]
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while server[0] in servers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server[0] not in servers()
+
+
+def test_a_missing_server_is_one_line_before_any_work(tmp_path: Path) -> None:
+    result = salon("model=llamacpp", "model.binary=/nowhere/llama-server", "experiment=smoke",
+                   f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "salon: error: model.binary='/nowhere/llama-server' is invalid: no llama-server at "
+        "/nowhere/llama-server: build it with `make llama-server`"]
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,101 @@
+"""Many servers through run.py: `model.base_url` as a list (least-loaded routing, a dead server
+retried around, shares in report.md), and memories in a chroma server (`memory.store.mode=http`),
+one Salon starts and one the test starts, shared by two runs without mixing them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from agents.models.loading import embedded_source
+from agents.models.servers import llama_server, llama_server_path
+from core.processes import free_port
+from memory.chroma import chroma_server
+from tests.conftest import PYTHON, ROOT
+
+NEED_LLAMA = pytest.mark.skipif(
+    not llama_server_path().is_file() and not os.environ.get("SALON_REQUIRE_LLAMA_SERVER"),
+    reason="llama-server is not built: make llama-server")
+SMOKE = ["experiment=smoke", "simulation.progress=false"]
+
+
+def salon(*arguments: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([PYTHON, "run.py", *arguments], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def running(fragment: str) -> bool:
+    """Whether a process whose command line contains ``fragment`` is running."""
+    for entry in Path("/proc").iterdir():
+        try:
+            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode() if entry.name.isdigit() else ""
+            if fragment in line:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def episodes_of(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "episodes.jsonl").read_text().splitlines()]
+
+
+@NEED_LLAMA
+def test_requests_spread_over_servers_and_a_dead_one_is_retried_around(tmp_path: Path) -> None:
+    source = embedded_source()
+    servers = [llama_server(source.folder / str(source.gguf_file), slots=4, log_path=tmp_path / f"s{i}.log")
+               for i in range(2)]
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    try:
+        for server in servers:
+            server.start()
+        urls = ",".join(f"'{u}'" for u in [f"{servers[0].base_url}/v1", dead, f"{servers[1].base_url}/v1"])
+        result = salon("model=openai", f"model.base_url=[{urls}]", "society.size=8", *SMOKE,
+                       f"hydra.run.dir={tmp_path / 'run'}")
+    finally:
+        for server in servers:
+            server.stop()
+    assert result.returncode == 0, result.stderr[-2000:]
+    episodes = episodes_of(tmp_path / "run")
+    assert len(episodes) == 4 and all(t["text"] for e in episodes for t in e["turns"])
+    line = next(x for x in (tmp_path / "run" / "report.md").read_text().splitlines() if "3 servers" in x)
+    served = [int(part.split(" served ")[1].split()[0]) for part in line.split("; ")[:3]]
+    assert served[0] > 0 and served[2] > 0 and served[1] == 0  # the dead one served nothing
+    assert f"{dead} served 0 requests" in line and "retried" in line
+
+
+def test_memories_in_a_chroma_server_salon_starts_and_resumes(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = salon("memory.store.mode=http", "memory.store.serve=true", *SMOKE, "simulation.rounds=2",
+                   f"hydra.run.dir={run}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(episodes_of(run)) == 4
+    assert (run / "memory" / "chroma-server.log").is_file()
+    assert not running(f"run --path {run / 'memory'}")  # the server Salon started is stopped
+    resumed = salon(f"resume={run}", "simulation.rounds=3")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert len(episodes_of(run)) == 6
+
+
+def test_two_runs_share_one_chroma_server_without_mixing_memories(tmp_path: Path) -> None:
+    import chromadb
+    from chromadb.config import Settings
+
+    server = chroma_server(tmp_path / "chroma").start()
+    try:
+        for name in ("a", "b"):
+            result = salon("memory.store.mode=http", f"memory.store.port={server.port}", *SMOKE,
+                           f"hydra.run.dir={tmp_path / name}")
+            assert result.returncode == 0, result.stderr[-2000:]
+        client = chromadb.HttpClient(host="127.0.0.1", port=server.port,
+                                     settings=Settings(anonymized_telemetry=False))
+        collections = [c.name for c in client.list_collections()]
+        assert len(collections) == 2 and all(c.startswith("memories-") for c in collections)
+        assert all(client.get_collection(c).count() > 0 for c in collections)
+    finally:
+        server.stop()
