@@ -31,10 +31,9 @@ def salon(*arguments: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 def running(fragment: str) -> bool:
     """Whether a process whose command line contains ``fragment`` is running."""
-    for entry in Path("/proc").iterdir():
+    for entry in (e for e in Path("/proc").iterdir() if e.name.isdigit()):
         try:
-            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode() if entry.name.isdigit() else ""
-            if fragment in line:
+            if fragment in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
                 return True
         except OSError:
             continue
