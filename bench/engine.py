@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.models.llamacpp import LlamaCppChat
 from agents.models.messages import to_chat
+from agents.models.served import LlamaCppChat
 from bench.common import bench_config, log, machine_summary
 from core.rng import RngTree
 from environment import build
@@ -69,7 +69,7 @@ class Recorder:
             with self.lock:
                 self.requests.setdefault(threading.get_ident(), []).append(
                     {"messages": to_chat(messages), "seed": seed, "n": candidates, **body,
-                     "lora": model._lora(adapter)})
+                     **model._route(adapter)[1]})
             return original(messages, seed, adapter, body, candidates)
 
         model._request = recorded  # type: ignore[method-assign]

@@ -99,7 +99,7 @@ def build_embedder(cfg: DictConfig) -> Embedder:
     return instantiate(cfg.embedder, "embedder")
 
 
-ADAPTER_BACKENDS = ("LocalChatModel", "LlamaCppChat")  # the backends that load registry adapters
+ADAPTER_BACKENDS = ("LocalChatModel", "LlamaCppChat", "VllmChat")  # the backends that load registry adapters
 
 
 def scoring_model_config(cfg: DictConfig) -> DictConfig:

@@ -27,3 +27,14 @@ def test_a_joblib_sweep_runs_each_policy_in_its_own_folder(tmp_path: Path) -> No
         assert len(episodes) == 2 and all(e["scores"] for e in episodes)
     launched = (sweep / "multirun.yaml").read_text()
     assert "JoblibLauncher" in launched  # the joblib launcher ran the sweep, not the basic one
+
+
+def test_the_slurm_launcher_option_composes_into_submitit() -> None:
+    """`hydra/launcher=slurm` (conf/hydra/launcher/slurm.yaml) is submitit's SLURM launcher with
+    Salon's defaults; there is no SLURM here to submit to, so only the composition is checked."""
+    result = subprocess.run([PYTHON, "run.py", "--cfg", "hydra", "hydra/launcher=slurm",
+                             "hydra.launcher.partition=gpu"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "submitit_launcher.SlurmLauncher" in result.stdout and "partition: gpu" in result.stdout
+    assert "timeout_min: 240" in result.stdout

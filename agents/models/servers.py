@@ -87,4 +87,5 @@ def vllm_server(model: str, *, adapters: dict[str, str] | None = None, extra_arg
                "--enable-prefix-caching", "--served-model-name", "salon"]
     if adapters:
         command += ["--enable-lora", "--lora-modules", *(f"{n}={path}" for n, path in adapters.items())]
-    return ServerProcess([*command, *extra_args], port, "/health", startup_timeout, log_path)
+    return ServerProcess([*command, *extra_args], port, "/health", startup_timeout, log_path,
+                         env={"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"})

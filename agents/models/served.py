@@ -1,5 +1,6 @@
-"""`model=llamacpp`: the embedded GGUF (or any GGUF) served by llama.cpp's `llama-server`, which
-Salon starts on 127.0.0.1 on first use and stops on exit. Requests go through LangChain's
+"""Models on servers Salon starts: `model=llamacpp` (llama.cpp's `llama-server` with the embedded
+GGUF or any GGUF) and `model=vllm` (`vllm serve`, GPU machines), on 127.0.0.1, started on first
+use and stopped on exit. Requests go through LangChain's
 ChatOpenAI; the server batches concurrent requests (continuous batching over ``slots``) and
 keeps each slot's prompt in its cache, so an episode's next turn reads only its new tail.
 
@@ -10,6 +11,8 @@ Best of n is one request with ``n`` choices (the server reads the prompt once). 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -31,6 +34,7 @@ from agents.models.servers import (
     llama_cpp_home,
     llama_server,
     llama_server_path,
+    vllm_server,
 )
 from core.errors import InvalidValue, SalonError, UsageError, is_number, is_whole, require
 from core.records import Reply
@@ -52,31 +56,23 @@ class ServedUsage:
         return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
 
 
-class LlamaCppChat:
-    """A ChatModel (core/seams.py) over a llama-server this object starts and stops."""
+class ServedChat:
+    """A ChatModel (core/seams.py) over a server this object starts (on first use) and stops;
+    subclasses say how to launch it (`_launch`) and how a request picks an adapter (`_route`)."""
 
-    def __init__(self, path: str | None = None, binary: str | None = None, slots: int = 16,
-                 context_per_slot: int = 2048, threads: int | None = None, max_new_tokens: int = 48,
-                 temperature: float = 0.5, top_p: float = 0.9, repetition_penalty: float = 1.2,
-                 adapters: dict[str, str] | None = None, adapter: str | None = None,
-                 cache_dir: str = ".cache/salon", timeout: float = 120, startup_timeout: float = 120,
-                 max_concurrency: int = 64, log_dir: str | None = None) -> None:
-        require(path is None or str(path).endswith(".gguf"), "path", "allowed is a .gguf file or null "
-                "(the embedded SmolLM2 GGUF)", path)
-        require(is_whole(slots, 1, 512), "slots", "allowed is a whole number from 1 to 512", slots)
-        require(is_whole(context_per_slot, 256, 131072), "context_per_slot",
-                "allowed is a whole number from 256 to 131072", context_per_slot)
+    server_name = "server"
+
+    def __init__(self, max_new_tokens: int = 48, temperature: float = 0.5, top_p: float = 0.9,
+                 repetition_penalty: float = 1.2, adapters: dict[str, str] | None = None,
+                 adapter: str | None = None, cache_dir: str = ".cache/salon", timeout: float = 120,
+                 startup_timeout: float = 120, max_concurrency: int = 64, log_dir: str | None = None) -> None:
         require(is_whole(max_new_tokens, 1, 4096), "max_new_tokens",
                 "allowed is a whole number from 1 to 4096", max_new_tokens)
         require(is_number(temperature, 0, 5), "temperature", "allowed is a number from 0 to 5", temperature)
         require(is_number(top_p, 0, 1) and top_p > 0, "top_p", "allowed is a number in (0, 1]", top_p)
         require(is_whole(max_concurrency, 1), "max_concurrency", "allowed is a whole number >= 1",
                 max_concurrency)
-        server = llama_server_path(binary)  # a missing server stops the run before it starts
-        require(server.is_file() and os.access(server, os.X_OK), "binary",
-                f"no llama-server at {server}: build it with `{BUILD_HINT}`", binary)
-        self.path, self.binary, self.slots, self.context_per_slot = path, binary, slots, context_per_slot
-        self.threads, self.max_new_tokens, self.temperature = threads, max_new_tokens, temperature
+        self.max_new_tokens, self.temperature = max_new_tokens, temperature
         self.top_p, self.repetition_penalty = top_p, repetition_penalty
         self.adapters, self.adapter = dict(adapters or {}), adapter
         if adapter and adapter not in self.adapters:
@@ -89,15 +85,16 @@ class LlamaCppChat:
         self._chat: Any = None
         self._tokenizer: Any = None
 
-    # -- the server -------------------------------------------------------------------------
-    @property
-    def gguf(self) -> Path:
-        if self.path:
-            return Path(self.path).expanduser()
-        source = loading.embedded_source()
-        return source.folder / str(source.gguf_file)
+    def _launch(self, log_path: Path | None) -> ServerProcess:
+        raise NotImplementedError
 
-    def start(self) -> LlamaCppChat:
+    def _log_path(self) -> Path | None:
+        if not self.log_dir:
+            return None
+        Path(self.log_dir).mkdir(parents=True, exist_ok=True)
+        return Path(self.log_dir) / f"{self.server_name}.log"
+
+    def start(self) -> ServedChat:
         """Start the server (once; later calls return at once)."""
         with self._lock:
             if self._chat is None:
@@ -107,24 +104,9 @@ class LlamaCppChat:
     def _start(self) -> None:
         from langchain_openai import ChatOpenAI
 
-        if not self.gguf.is_file():
-            raise UsageError(f"model.path={self.gguf} is not a file: allowed is a .gguf file")
-        loras = [convert_adapter(Path(folder), self._base_folder()) for folder in self.adapters.values()]
-        log_path = Path(self.log_dir) / "llama-server.log" if self.log_dir else None
-        if log_path is not None:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._server = llama_server(self.gguf, binary=self.binary, slots=self.slots,
-                                    context_per_slot=self.context_per_slot, threads=self.threads,
-                                    loras=loras, log_path=log_path,
-                                    startup_timeout=self.startup_timeout).start()
+        self._server = self._launch(self._log_path()).start()
         self._chat = ChatOpenAI(base_url=f"{self._server.base_url}/v1", api_key="loopback", model="salon",
                                 timeout=self.timeout, max_retries=1)
-
-    def _base_folder(self) -> Path:
-        """A Hugging Face folder of the base model (its config is what the converter needs)."""
-        if self.path:
-            raise UsageError("adapters with model=llamacpp need the embedded base model (model.path=null)")
-        return loading.cached_folder(loading.embedded_source(), Path(self.cache_dir).expanduser()).folder
 
     def close(self) -> None:
         if self._server is not None:
@@ -137,18 +119,23 @@ class LlamaCppChat:
         assert self._server is not None
         return self._server.base_url
 
+    def describe(self) -> str:
+        return self.server_name
+
     def serving(self) -> str:
         """One line for the run report: the server and what its prompt cache saved."""
         u = self.usage
-        return (f"llama-server (llama.cpp {LLAMA_CPP_VERSION}), {self.slots} slots on 127.0.0.1: "
-                f"{u.requests} requests in this session, the prompt cache served {u.cached_tokens} of "
-                f"{u.prompt_tokens} prompt tokens ({u.cache_hit_rate:.0%})")
+        return (f"{self.describe()} on 127.0.0.1: {u.requests} requests in this session, the prompt "
+                f"cache served {u.cached_tokens} of {u.prompt_tokens} prompt tokens ({u.cache_hit_rate:.0%})")
 
     # -- the ChatModel seam -----------------------------------------------------------------
     def label(self, adapter: str | None = None) -> str:
         chosen = (self.adapter or "") if adapter is None else adapter
-        name = loading.EMBEDDED_NAME if not self.path else Path(self.path).stem
-        return f"{name}+{chosen}" if chosen else name
+        return f"{self.model_name}+{chosen}" if chosen else self.model_name
+
+    @property
+    def model_name(self) -> str:
+        raise NotImplementedError
 
     def complete(self, conversations: Sequence[Sequence[BaseMessage]], *,
                  seed: int | Sequence[int] | None = None, adapters: Sequence[str] | None = None,
@@ -173,10 +160,11 @@ class LlamaCppChat:
 
     def _request(self, messages: list[BaseMessage], seed: int | None, adapter: str, body: dict[str, Any],
                  candidates: int) -> list[Reply]:
-        extra = {**body, "lora": self._lora(adapter)}
+        route, fields = self._route(adapter)
+        extra = {**body, **fields}
         if seed is not None:
             extra["seed"] = int(seed)
-        result = self._chat.generate([messages], n=candidates, extra_body=extra)
+        result = self._chat.generate([messages], n=candidates, extra_body=extra, **route)
         generations = result.generations[0]
         usage = generations[0].message.usage_metadata or {}
         prompt = int(usage.get("input_tokens", 0))
@@ -196,21 +184,19 @@ class LlamaCppChat:
         """The server reports usage for the first choice only; the others are counted with the
         model's tokenizer (its own vocabulary, so the count matches what was generated)."""
         if self._tokenizer is None:
-            from transformers import AutoTokenizer
-
-            self._tokenizer = AutoTokenizer.from_pretrained(self._tokenizer_folder())
+            self._tokenizer = self._load_tokenizer()
         return len(self._tokenizer.encode(text, add_special_tokens=False)) + 1
 
-    def _tokenizer_folder(self) -> Path:
-        if self.path:
-            return Path(self.path).expanduser().parent
-        return loading.cached_folder(loading.embedded_source(), Path(self.cache_dir).expanduser()).folder
+    def _load_tokenizer(self) -> Any:
+        raise NotImplementedError
 
-    def _lora(self, adapter: str) -> list[dict[str, float]]:
-        """Every loaded adapter's scale for this request: 1 for the one asked for, 0 for the rest."""
+    def _route(self, adapter: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """How a request asks for ``adapter``: (call arguments, body fields)."""
+        raise NotImplementedError
+
+    def _known(self, adapter: str) -> None:
         if adapter and adapter not in self.adapters:
             raise ValueError(f"unknown adapter {adapter!r}; loaded: {sorted(self.adapters)}")
-        return [{"id": i, "scale": 1.0 if name == adapter else 0.0} for i, name in enumerate(self.adapters)]
 
     def choice_probabilities(self, conversations: Sequence[Sequence[BaseMessage]],
                              choices: Sequence[str]) -> np.ndarray:
@@ -218,16 +204,78 @@ class LlamaCppChat:
         self.start()
         if not conversations:
             return np.zeros((0, len(choices)))
+        route, fields = self._route(self.adapter or "")
         bound = self._chat.bind(logprobs=True, top_logprobs=20, max_tokens=1,
-                                extra_body={"max_tokens": 1, "lora": self._lora(self.adapter or "")})
+                                extra_body={"max_tokens": 1, **fields}, **route)
         messages = bound.batch([list(c) for c in conversations],
                                config={"max_concurrency": self.max_concurrency})
         return np.array([from_logprobs(m.response_metadata.get("logprobs"), choices) for m in messages])
 
     def reply_losses(self, conversations: Sequence[Sequence[BaseMessage]], replies: Sequence[str],
                      adapter: str | None = None) -> list[tuple[float, int]]:
-        raise UsageError("perplexity needs the log-likelihood of given replies, which llama-server's "
-                         "chat endpoint does not return; evaluate with model=local (the same weights)")
+        raise UsageError("perplexity needs the log-likelihood of given replies, which a server's chat "
+                         "endpoint does not return; evaluate with model=local (the same weights)")
+
+
+class LlamaCppChat(ServedChat):
+    """`model=llamacpp`: llama-server with a GGUF (the embedded one by default)."""
+
+    server_name = "llama-server"
+
+    def __init__(self, path: str | None = None, binary: str | None = None, slots: int = 16,
+                 context_per_slot: int = 2048, threads: int | None = None, **settings: Any) -> None:
+        require(path is None or str(path).endswith(".gguf"), "path", "allowed is a .gguf file or null "
+                "(the embedded SmolLM2 GGUF)", path)
+        require(is_whole(slots, 1, 512), "slots", "allowed is a whole number from 1 to 512", slots)
+        require(is_whole(context_per_slot, 256, 131072), "context_per_slot",
+                "allowed is a whole number from 256 to 131072", context_per_slot)
+        server = llama_server_path(binary)  # a missing server stops the run before it starts
+        require(server.is_file() and os.access(server, os.X_OK), "binary",
+                f"no llama-server at {server}: build it with `{BUILD_HINT}`", binary)
+        super().__init__(**settings)
+        self.path, self.binary, self.slots, self.context_per_slot = path, binary, slots, context_per_slot
+        self.threads = threads
+
+    @property
+    def gguf(self) -> Path:
+        if self.path:
+            return Path(self.path).expanduser()
+        source = loading.embedded_source()
+        return source.folder / str(source.gguf_file)
+
+    @property
+    def model_name(self) -> str:
+        return loading.EMBEDDED_NAME if not self.path else Path(self.path).stem
+
+    def describe(self) -> str:
+        return f"llama-server (llama.cpp {LLAMA_CPP_VERSION}), {self.slots} slots"
+
+    def _launch(self, log_path: Path | None) -> ServerProcess:
+        if not self.gguf.is_file():
+            raise UsageError(f"model.path={self.gguf} is not a file: allowed is a .gguf file")
+        loras = [convert_adapter(Path(folder), self._base_folder()) for folder in self.adapters.values()]
+        return llama_server(self.gguf, binary=self.binary, slots=self.slots,
+                            context_per_slot=self.context_per_slot, threads=self.threads, loras=loras,
+                            log_path=log_path, startup_timeout=self.startup_timeout)
+
+    def _load_tokenizer(self) -> Any:
+        from transformers import AutoTokenizer
+
+        if self.path:
+            return AutoTokenizer.from_pretrained(self.gguf.parent, gguf_file=self.gguf.name)
+        return AutoTokenizer.from_pretrained(self._base_folder())
+
+    def _base_folder(self) -> Path:
+        """A Hugging Face folder of the base model (its config is what the converter needs)."""
+        if self.path:
+            raise UsageError("adapters with model=llamacpp need the embedded base model (model.path=null)")
+        return loading.cached_folder(loading.embedded_source(), Path(self.cache_dir).expanduser()).folder
+
+    def _route(self, adapter: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """llama-server takes every loaded adapter's scale in the body: 1 for the one asked for."""
+        self._known(adapter)
+        return {}, {"lora": [{"id": i, "scale": 1.0 if name == adapter else 0.0}
+                             for i, name in enumerate(self.adapters)]}
 
 
 def convert_adapter(folder: Path, base: Path) -> Path:
@@ -249,3 +297,39 @@ def convert_adapter(folder: Path, base: Path) -> Path:
         raise SalonError(f"converting the adapter {folder} to GGUF failed: {tail}")
     staging.replace(target)
     return target
+
+
+class VllmChat(ServedChat):
+    """`model=vllm`: `vllm serve` (GPU machines) with automatic prefix caching; adapters are
+    served by name (`--enable-lora --lora-modules`) and a request picks one by its model name."""
+
+    server_name = "vllm"
+
+    def __init__(self, path: str, extra_args: Sequence[str] = (), **settings: Any) -> None:
+        require(bool(path), "path", "allowed is a Hugging Face model folder (or a cached hub name)", path)
+        require(shutil.which("vllm") is not None, "path",
+                "vLLM is not installed here: `pip install vllm` on a GPU machine, then model=vllm", path)
+        super().__init__(**settings)
+        self.path, self.extra_args = str(path), list(extra_args)
+
+    @property
+    def model_name(self) -> str:
+        return Path(self.path).name
+
+    def _names(self) -> dict[str, str]:
+        """Adapter -> served name (registry refs hold ':' and '.', which vLLM names may not)."""
+        return {ref: re.sub(r"[^A-Za-z0-9_-]", "-", ref) for ref in self.adapters}
+
+    def _launch(self, log_path: Path | None) -> ServerProcess:
+        served = {self._names()[ref]: folder for ref, folder in self.adapters.items()}
+        return vllm_server(self.path, adapters=served, extra_args=self.extra_args, log_path=log_path,
+                           startup_timeout=self.startup_timeout)
+
+    def _route(self, adapter: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        self._known(adapter)
+        return ({"model": self._names()[adapter]} if adapter else {}), {}
+
+    def _load_tokenizer(self) -> Any:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.path)
