@@ -83,6 +83,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--slots", type=int, default=32, help="llama-server parallel slots")
     parser.add_argument("--skip-local", action="store_true", help="only (c) and (d)")
+    parser.add_argument("--server-args", default="", help="more llama-server flags, e.g. '-fa on'")
     return parser.parse_args(argv)
 
 
@@ -173,12 +174,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         machine = machine_summary(local)
         cases["independent"], _ = run_case("independent", args, ["conversation.schedule=independent"])
     recorder = Recorder()
-    cases["llamacpp"], served = run_case("llamacpp", args, ["model=llamacpp", f"model.slots={args.slots}"],
-                                         recorder)
+    flags = ",".join(f"'{a}'" for a in args.server_args.split())
+    cases["llamacpp"], served = run_case("llamacpp", args, ["model=llamacpp", f"model.slots={args.slots}",
+                                                            f"model.extra_args=[{flags}]"], recorder)
     cases["raw"] = replay(served, recorder, cases["llamacpp"])
     served.close()
     result: dict[str, Any] = {"benchmark": "engine", "episodes": args.episodes, "turns": args.turns,
-                              "slots": args.slots, **{k: v.summary() for k, v in cases.items()}}
+                              "slots": args.slots, "server_args": args.server_args,
+                              **{k: v.summary() for k, v in cases.items()}}
     if "lockstep" in cases:
         result["server_vs_lockstep"] = round(cases["lockstep"].seconds / cases["llamacpp"].seconds, 2)
         result["independent_vs_lockstep"] = round(cases["lockstep"].seconds / cases["independent"].seconds, 2)

@@ -12,7 +12,7 @@ from agents.chat import ChatSession, ChatSettings
 from agents.persona import Persona
 from agents.prompting import PromptBuilder
 from agents.turns import CallStats, Sampling, TurnRequest, TurnSettings, take_turns
-from core.records import MemoryRecord
+from core.records import MemoryRecord, Reply
 from core.rng import RngTree
 from environment.engine import ConversationEngine, EpisodePlan
 from environment.society import Society
@@ -90,10 +90,10 @@ def test_the_engine_stops_each_episode_on_its_own_rule() -> None:
              "Person 2": ["I read books about the sea.", "I read books about the sea."],
              "Person 4": ["", "", ""]}
 
-    def script(messages, number):
+    def script(messages, number):  # by the speaker's own earlier lines: episodes run concurrently
         speaker = str(messages[0].content).split("You are ")[1].split(".")[0].split(",")[0]
         said = lines.get(speaker, ["Tell me more about that, please."])
-        return said[min(number, len(said) - 1)]
+        return said[min(sum(m.type == "ai" for m in messages), len(said) - 1)]
 
     model = ScriptedChatModel(script)
     people = [character(i, model=model) for i in range(6)]
@@ -213,3 +213,32 @@ def test_protective_questions_are_asked_without_the_planted_answers() -> None:
     assert planted not in seen[0] and "Crete" in seen[0]  # the protective question: withheld
     assert planted in seen[1]  # any other question recalls it as usual
     assert Withholding(memory, (planted,)).search("p0", "smartphone", 5, 0.0)[0].text.startswith("I sailed")
+
+
+class _SeedSpeaker(ScriptedChatModel):
+    """Says a line made from each row's seed, after a random pause (the interleaving varies)."""
+
+    def complete(self, conversations, *, seed=None, candidates=1, **_):  # type: ignore[override]
+        import random
+        import time
+
+        time.sleep(random.random() / 200)
+        seeds = [seed + i for i in range(len(conversations))] if isinstance(seed, int) else list(seed)
+        return [Reply(text=f"My lucky number is {s % 9973} and {k}.", completion_tokens=8)
+                for s in seeds for k in range(candidates)]
+
+
+def test_independent_episodes_say_the_same_whatever_the_interleaving() -> None:
+    """Each episode draws its seeds from its own stream (keyed by its id): the same texts when
+    episodes run one at a time, all at once, or in lockstep with the round's streams not."""
+    people = [character(i, model=_SeedSpeaker(says(""))) for i in range(12)]
+    plans = [plan(i, people[2 * i], people[2 * i + 1]) for i in range(6)]
+
+    def texts(**settings: object) -> list[list[str]]:
+        engine = ConversationEngine(PROMPTS, max_turns=4, min_turns=4, repetition_threshold=1.1,
+                                    progress=False, **settings)
+        return [[t.text for t in e.turns] for e in engine.run(plans, RngTree(5), 0.0)]
+
+    alone, together = texts(concurrency=1), texts(concurrency=6)
+    assert alone == together and len({tuple(t) for t in alone}) == 6
+    assert texts(schedule="lockstep") != alone  # lockstep draws from the round's stream instead

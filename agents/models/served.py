@@ -154,6 +154,8 @@ class ServedChat:
                 "repeat_penalty": self.repetition_penalty, "cache_prompt": True,
                 "temperature": self.temperature if temperature is None else temperature}
         jobs = [(list(c), s, n) for c, s, n in zip(conversations, seeds, names, strict=True)]
+        if count == 1:  # an episode's own turn: its request goes out from its own thread
+            return self._request(*jobs[0], body, candidates)
         with ThreadPoolExecutor(max_workers=max(1, min(self.max_concurrency, count))) as pool:
             answers = list(pool.map(lambda job: self._request(*job, body, candidates), jobs))
         return [reply for replies in answers for reply in replies]
@@ -223,7 +225,8 @@ class LlamaCppChat(ServedChat):
     server_name = "llama-server"
 
     def __init__(self, path: str | None = None, binary: str | None = None, slots: int = 16,
-                 context_per_slot: int = 2048, threads: int | None = None, **settings: Any) -> None:
+                 context_per_slot: int = 2048, threads: int | None = None, extra_args: Sequence[str] = (),
+                 **settings: Any) -> None:
         require(path is None or str(path).endswith(".gguf"), "path", "allowed is a .gguf file or null "
                 "(the embedded SmolLM2 GGUF)", path)
         require(is_whole(slots, 1, 512), "slots", "allowed is a whole number from 1 to 512", slots)
@@ -234,7 +237,7 @@ class LlamaCppChat(ServedChat):
                 f"no llama-server at {server}: build it with `{BUILD_HINT}`", binary)
         super().__init__(**settings)
         self.path, self.binary, self.slots, self.context_per_slot = path, binary, slots, context_per_slot
-        self.threads = threads
+        self.threads, self.extra_args = threads, [str(a) for a in extra_args]
 
     @property
     def gguf(self) -> Path:
@@ -256,7 +259,8 @@ class LlamaCppChat(ServedChat):
         loras = [convert_adapter(Path(folder), self._base_folder()) for folder in self.adapters.values()]
         return llama_server(self.gguf, binary=self.binary, slots=self.slots,
                             context_per_slot=self.context_per_slot, threads=self.threads, loras=loras,
-                            log_path=log_path, startup_timeout=self.startup_timeout)
+                            extra_args=self.extra_args, log_path=log_path,
+                            startup_timeout=self.startup_timeout)
 
     def _load_tokenizer(self) -> Any:
         from transformers import AutoTokenizer
