@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agents.models.servers import llama_server_path
 from tests.conftest import PERSONACHAT, PYTHON, ROOT
 
 pytestmark = pytest.mark.skipif(not PERSONACHAT.is_file(), reason="shared Persona-Chat data missing")
@@ -114,11 +115,17 @@ def test_adapter_swaps_into_a_plain_simulation_and_is_recorded(loop_run, tmp_pat
         assert all(turn["model"] == episode["models"][turn["speaker"]] for turn in episode["turns"])
 
 
+@pytest.mark.parametrize("backend", ["local", "llamacpp"])
 def test_an_ab_cohort_run_records_the_adapter_per_turn_and_compares_the_cohorts(
-        loop_run, tmp_path: Path) -> None:
+        loop_run, tmp_path: Path, backend: str) -> None:
+    """In process, peft picks each row's adapter; on llama-server, each request picks its own."""
+    if backend == "llamacpp" and not llama_server_path().is_file() and not os.environ.get(
+            "SALON_REQUIRE_LLAMA_SERVER"):
+        pytest.skip("llama-server is not built: make llama-server")
     folder, registry, _ = loop_run
     adapter = json.loads((folder / "loop.json").read_text())["generations"][0]["trained_adapter"]
-    result = salon("experiment=smoke", f"agents.cohort.adapter={adapter}", "agents.cohort.share=0.5",
+    result = salon(f"model={backend}", "experiment=smoke", f"agents.cohort.adapter={adapter}",
+                   "agents.cohort.share=0.5",
                    f"paths.registry_root={registry}", "simulation.progress=false",
                    f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -161,3 +168,30 @@ def test_adapter_from_another_base_is_refused_before_work(loop_run, tmp_path: Pa
     assert result.stderr.strip().startswith("salon: error:") and "Llama-2-7b-chat-hf" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_a_served_adapter_changes_what_llama_server_says(loop_run, cache_dir: Path) -> None:
+    """The loop's adapter, converted by llama.cpp's converter and chosen per request, moves the
+    served model's next-token probabilities (the same request without it does not)."""
+    if not llama_server_path().is_file() and not os.environ.get("SALON_REQUIRE_LLAMA_SERVER"):
+        pytest.skip("llama-server is not built: make llama-server")
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    from agents.models.served import LlamaCppChat
+
+    folder, registry, _ = loop_run
+    ref = json.loads((folder / "loop.json").read_text())["generations"][0]["trained_adapter"]
+    name, version = ref.split(":")
+    model = LlamaCppChat(adapters={ref: str(registry / "models" / name / version)}, cache_dir=str(cache_dir),
+                         slots=2)
+    talk = [[SystemMessage("You are Ann, a baker. Answer with one digit."),
+             HumanMessage("Rate your day, 1-5.")]]
+    try:
+        base = model.choice_probabilities(talk, list("12345"))
+        again = model.choice_probabilities(talk, list("12345"))
+        model.adapter = ref
+        tuned = model.choice_probabilities(talk, list("12345"))
+    finally:
+        model.close()
+    assert np.abs(base - again).max() < 1e-6 < np.abs(base - tuned).max()
+    assert not list((registry / "models" / name / version).glob("*.gguf"))  # the registry is not written

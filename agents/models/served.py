@@ -10,6 +10,7 @@ Best of n is one request with ``n`` choices (the server reads the prompt once). 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -256,7 +257,8 @@ class LlamaCppChat(ServedChat):
     def _launch(self, log_path: Path | None) -> ServerProcess:
         if not self.gguf.is_file():
             raise UsageError(f"model.path={self.gguf} is not a file: allowed is a .gguf file")
-        loras = [convert_adapter(Path(folder), self._base_folder()) for folder in self.adapters.values()]
+        cache = Path(self.cache_dir).expanduser()
+        loras = [convert_adapter(Path(f), self._base_folder(), cache) for f in self.adapters.values()]
         return llama_server(self.gguf, binary=self.binary, slots=self.slots,
                             context_per_slot=self.context_per_slot, threads=self.threads, loras=loras,
                             extra_args=self.extra_args, log_path=log_path,
@@ -282,11 +284,18 @@ class LlamaCppChat(ServedChat):
                              for i, name in enumerate(self.adapters)]}
 
 
-def convert_adapter(folder: Path, base: Path) -> Path:
-    """A peft LoRA folder as GGUF (once; kept beside the adapter), by llama.cpp's own converter."""
-    target = folder / "adapter-f16.gguf"
-    if target.is_file() and target.stat().st_mtime >= (folder / "adapter_model.safetensors").stat().st_mtime:
+def convert_adapter(folder: Path, base: Path, cache: Path) -> Path:
+    """A peft LoRA folder as GGUF, by llama.cpp's own converter; kept in ``cache`` under the
+    digest of its weights, so each adapter version is converted once and the registry folder is
+    never written to."""
+    weights = folder / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise UsageError(f"{folder} has no adapter_model.safetensors: only peft LoRA adapters can be served")
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:24]
+    target = cache / "llama.cpp-adapters" / f"{digest}.gguf"
+    if target.is_file():
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
     home = llama_cpp_home()
     script = home / "convert_lora_to_gguf.py"
     if not script.is_file():
