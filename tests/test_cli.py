@@ -69,6 +69,14 @@ def assert_usage_error(tmp_path: Path, result: subprocess.CompletedProcess, seco
      "training.scorer.epochs=0"),
     ("task=chat character=Nobody", "no character 'Nobody'"),
     ("seed=-1", "seed=-1"),
+    # servers: the schedule, a pool's URLs, a key a remote server needs, llama-server's slots
+    ("conversation.schedule=bogus", "conversation.schedule='bogus'"),
+    ("conversation.concurrency=0", "conversation.concurrency=0"),
+    ("model=openai model.base_url=[]", "model.base_url=[]"),
+    ("model=openai model.base_url=https://api.example.com/v1 model.api_key_env=SALON_UNSET_KEY",
+     "model.api_key_env='SALON_UNSET_KEY'"),
+    ("model=llamacpp model.slots=0", "model.slots=0"),
+    ("model=llamacpp model.path=/models/x.safetensors", "model.path='/models/x.safetensors'"),
     # the Persona-Chat splits: a loop may not train on what it evaluates on
     ("task=loop training.personachat_dialogues=[0,200]", "dialogues 0-39, which loop.eval_dialogues"),
     ("task=loop loop.discriminator_dialogues=[150,250]", "test dialogues"),

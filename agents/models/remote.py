@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 from langchain_core.messages import BaseMessage
@@ -110,6 +111,11 @@ def openai_compatible(
     return ServerPool([(u, _one_server(u, **settings, max_retries=0)) for u in urls], max_concurrency)
 
 
+def is_loopback(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
 def _one_server(base_url: str, model: str, api_key_env: str, max_new_tokens: int, temperature: float,
                 max_concurrency: int, timeout: float, max_retries: int = 2) -> OpenAICompatibleChat:
     require(is_whole(max_new_tokens, 1, 4096), "max_new_tokens", "allowed is a whole number from 1 to 4096",
@@ -119,8 +125,13 @@ def _one_server(base_url: str, model: str, api_key_env: str, max_new_tokens: int
             max_concurrency)
     # ChatOpenAI's max_tokens goes out as max_completion_tokens, which some servers
     # (llama.cpp) ignore; the plain max_tokens rides along in the body for them.
+    key = os.environ.get(api_key_env)
+    # a loopback server (llama.cpp, vLLM started by hand) may need no key; any other host does
+    require(bool(key) or is_loopback(base_url), "api_key_env",
+            f"the variable {api_key_env} is not set; a server that is not on 127.0.0.1/localhost needs "
+            "its key there", api_key_env)
     return OpenAICompatibleChat(
-        base_url=base_url, model=model, api_key=os.environ.get(api_key_env) or "not-needed",
+        base_url=base_url, model=model, api_key=key or "not-needed",
         max_tokens=max_new_tokens, temperature=temperature, timeout=timeout,
         max_concurrency=max_concurrency, extra_body={"max_tokens": max_new_tokens},
         stream_usage=True, max_retries=max_retries)
