@@ -120,7 +120,7 @@ class Contradiction:
         if not self.scorer:
             return None
         try:
-            found = RegistryReader(self.registry_root).resolve(self.scorer)
+            found = RegistryReader(self.registry_root).verified(self.scorer)
         except UsageError:
             return None
         return CrossEncoder.load(found.path, dtype="auto")

@@ -122,3 +122,25 @@ def test_a_failed_copy_leaves_no_version_behind(registry: ModelRegistry, tmp_pat
         registry.register("supporter", "adapter", folder, CARD)
     assert registry.versions("supporter") == [] and registry.list() == []
     assert not leftovers(registry)  # the temp folder is gone
+
+
+@pytest.mark.parametrize("tamper", ["drop a pickle in", "change the weights", "remove a file"])
+def test_a_folder_that_no_longer_matches_its_card_is_not_loaded(registry: ModelRegistry, tmp_path: Path,
+                                                               tamper: str) -> None:
+    from agents.models.registry import resolve_model
+
+    model = registry.register("supporter", "adapter", adapter_folder(tmp_path / "out"), CARD)
+    assert resolve_model(registry, "supporter", "adapter", CARD["base_model"], "model.adapter") == model
+    if tamper == "drop a pickle in":
+        (model.path / "adapter_model.bin").write_bytes(b"\x80\x04K\x01.")
+        expected = "files not registered: adapter_model.bin"
+    elif tamper == "change the weights":
+        weights = {"lora_A": np.zeros((2, 4), dtype=np.float32)}
+        save_file(weights, str(model.path / "adapter_model.safetensors"))
+        expected = "changed since registered: adapter_model.safetensors"
+    else:
+        (model.path / "adapter_config.json").unlink()
+        expected = "missing: adapter_config.json"
+    with pytest.raises(UsageError, match=expected) as raised:
+        resolve_model(registry, "supporter", "adapter", CARD["base_model"], "model.adapter")
+    assert "\n" not in str(raised.value) and "it is not loaded" in str(raised.value)

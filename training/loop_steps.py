@@ -62,7 +62,7 @@ def train_generation(cfg: DictConfig, folder: Path, generation: Generation, held
                                               build.build_prompts(cfg), split)
     else:
         built = build_chat_data(method_cfg, data, held_out)
-    init = registry_of(cfg).resolve(generation.adapter).path if generation.adapter else None
+    init = registry_of(cfg).verified(generation.adapter).path if generation.adapter else None
     registered, result = train_and_register(method_cfg, built, work, name, init)
     generation.dataset = {k: len(v) for k, v in built.dataset.items()}
     generation.train_loss, generation.eval_loss = result.train_loss, result.eval_loss
@@ -129,7 +129,7 @@ def test_evaluation(cfg: DictConfig, folder: Path, state: dict[str, Any], save: 
     for label, adapter in models.items():
         if label in state["test"]:
             continue
-        folder_of = str(registry_of(cfg).resolve(adapter).path) if adapter else ""
+        folder_of = str(registry_of(cfg).verified(adapter).path) if adapter else ""
         plan = AdapterPlan(folders={adapter: folder_of} if adapter else {})
         ppl, f1 = persona_chat(cfg, adapter, plan, rows, cfg.loop.test_per_dialogue)
         state["test"][label] = {"adapter": adapter or "base", "perplexity": ppl, "f1": f1}

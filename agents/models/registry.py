@@ -5,6 +5,7 @@ trained model back (adapters, the memory selector, compatibility scorers) reads 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -90,6 +91,13 @@ class RegistryReader:
         path = self.models / name / str(version)
         return RegisteredModel(name, version, path, read_card(path))
 
+    def verified(self, ref: str) -> RegisteredModel:
+        """``resolve``, then the folder checked against its card: every file recorded with its
+        size and sha256, nothing more (a dropped-in pickle file would otherwise load)."""
+        found = self.resolve(ref)
+        verify_files(found)
+        return found
+
     def _summary(self) -> str:
         names = self.names()
         if not names:
@@ -97,10 +105,34 @@ class RegistryReader:
         return ", ".join(f"{n} (versions {', '.join(map(str, self.versions(n)))})" for n in names)
 
 
+def verify_files(model: RegisteredModel) -> None:
+    """One line when the folder differs from what was registered (files added, missing, changed)."""
+    recorded = {f["path"]: f for f in model.card.get("files", [])}
+    present = {p.relative_to(model.path).as_posix() for p in model.path.rglob("*")
+               if p.is_file() and p.name not in (CARD, README)}
+    extra, missing = sorted(present - set(recorded)), sorted(set(recorded) - present)
+    changed = [name for name in sorted(present & set(recorded))
+               if _digest(model.path / name) != recorded[name]["sha256"]]
+    problems = [f"{label}: {', '.join(names)}" for label, names in
+                (("files not registered", extra), ("missing", missing), ("changed since registered", changed))
+                if names]
+    if problems:
+        raise UsageError(f"model {model.ref} at {model.path} does not match its card "
+                         f"({'; '.join(problems)}): it is not loaded; register it again with task=train")
+
+
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def resolve_model(registry: RegistryReader, ref: str, kind: str, base: str, key: str) -> RegisteredModel:
-    """A registered model of ``kind`` trained on ``base``, or one line (naming the config
-    ``key``) saying what is wrong."""
-    found = registry.resolve(ref)
+    """A registered model of ``kind`` trained on ``base``, its files checked against its card,
+    or one line (naming the config ``key``) saying what is wrong."""
+    found = registry.verified(ref)
     if found.kind != kind:
         raise UsageError(f"{key}={ref}: {found.ref} is a {found.kind}, not a {kind}")
     trained_on = str(found.card.get("base_model", ""))

@@ -170,7 +170,7 @@ def measure(cfg: DictConfig, folder: Path, generation: Generation, state: dict[s
     generation.held_out_scores, generation.episodes = scores_by_dimension(episodes), len(episodes)
     generation.degeneration = degeneration_of(episodes)
     started = time.perf_counter()
-    folder_of = str(registry_of(cfg).resolve(generation.adapter).path) if generation.adapter else ""
+    folder_of = str(registry_of(cfg).verified(generation.adapter).path) if generation.adapter else ""
     plan = AdapterPlan(folders={generation.adapter: folder_of} if generation.adapter else {})
     generation.perplexity, generation.f1 = loop_steps.persona_chat(
         cfg, generation.adapter, plan, as_range(cfg.loop.eval_dialogues, "loop.eval_dialogues"),
