@@ -1,4 +1,4 @@
-"""A run's outputs: episodes.jsonl, graph.graphml, graph.png and report.md."""
+"""A run's outputs: episodes.jsonl, graph.graphml, graph.png, report.md and dataset/."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agents.persona import Persona
+from environment.dataset_export import write_dataset
 from environment.graph import build_graph, draw_graph, save_graphml
 from environment.report import write_report
 from environment.store import SQLiteEpisodeStore
@@ -20,5 +21,7 @@ def export_run(folder: Path, store: SQLiteEpisodeStore, personas: Sequence[Perso
     draw_graph(graph, folder / "graph.png", seed=seed)
     write_report(folder / "report.md", title=title, config_summary=summary, episodes=episodes,
                  graph=graph, wall_seconds=wall_seconds)
+    config = folder / "config.yaml"
+    write_dataset(folder, episodes, summary, config.read_text() if config.is_file() else "")
     return [folder / name for name in ("episodes.sqlite", "episodes.jsonl", "graph.graphml",
-                                       "graph.png", "report.md")]
+                                       "graph.png", "report.md", "dataset")]

@@ -77,7 +77,7 @@ def parse_filter(rounds: Any, mbti: Any) -> GraphFilter:
 def run_folder(value: object) -> Path:
     """The folder of ``run=``: it must hold a run's episodes.sqlite."""
     if value is None or not str(value).strip():
-        raise UsageError("run is missing: python run.py task=graph run=<run folder>")
+        raise UsageError("run is missing: give run=<run folder>")
     folder = Path(to_absolute_path(str(value))).expanduser()
     if not (folder / "episodes.sqlite").is_file():
         raise UsageError(f"run={value}: no Salon run there (missing episodes.sqlite); give a run folder")
