@@ -66,12 +66,13 @@ def _values(override) -> list[str]:
     return [str(value)] if isinstance(value, str) else []
 
 
-RESUME_OVERRIDES = ("simulation.rounds", "simulation.progress")
+RESUME_OVERRIDES = ("simulation.rounds", "simulation.progress", "simulation.budget.tokens",
+                    "simulation.budget.usd", "simulation.budget.prices")
 
 
 def _check_resume_overrides(overrides: list[str]) -> None:
-    """A resumed run keeps its saved config; only the number of rounds and the progress bars
-    may change (e.g. to extend a finished run)."""
+    """A resumed run keeps its saved config; only the number of rounds, the progress bars and
+    the budget may change (e.g. to extend a finished run, or continue past a spent budget)."""
     for override in overrides:
         key = override.partition("=")[0].lstrip("+~")
         if key != "resume" and not key.startswith("hydra.") and key not in RESUME_OVERRIDES:

@@ -26,8 +26,30 @@ from core.errors import is_number, is_whole, require
 from core.records import Episode, Reply, Scene, Turn
 from core.rng import GOALS, SAMPLING, RngTree
 from core.seams import Embedder, GoalChooser
+from environment.budget import BudgetReached
 
 SCHEDULES = ("independent", "lockstep")
+# asked before each turn with the round's turns so far: '' to go on, else why the budget is spent
+BudgetCheck = Callable[[Sequence[Turn]], str]
+
+
+class _Stop:
+    """Whether the round stops: Ctrl-C or a failure elsewhere (``event``), or a spent budget."""
+
+    def __init__(self, conversations: Sequence[_Conversation], budget: BudgetCheck | None) -> None:
+        self.conversations, self.budget = conversations, budget
+        self.event = threading.Event()
+        self.spent = ""
+        self._lock = threading.Lock()
+
+    def now(self) -> bool:
+        if self.event.is_set() or self.budget is None:
+            return self.event.is_set()
+        with self._lock:
+            self.spent = self.spent or self.budget([t for c in self.conversations for t in c.turns])
+        if self.spent:
+            self.event.set()
+        return bool(self.spent)
 
 
 class Interrupted(Exception):
@@ -131,42 +153,52 @@ class ConversationEngine:
         self.progress = progress
         self.stats = CallStats(keep_prompts=keep_prompts)
 
-    def run(self, plans: Sequence[EpisodePlan], rng: RngTree, now: float) -> list[Episode]:
-        """Every plan to its end, in the plans' order."""
+    def run(self, plans: Sequence[EpisodePlan], rng: RngTree, now: float,
+            budget: BudgetCheck | None = None) -> list[Episode]:
+        """Every plan to its end, in the plans' order. ``budget(turns of the round so far)`` is
+        asked before every turn; once it says why it is spent, no turn starts and BudgetReached
+        carries the episodes that had finished (the others are re-run on resume)."""
         if self.schedule == "lockstep":
-            return self._lockstep(plans, rng, now)
+            return self._lockstep(plans, rng, now, budget)
         conversations = [_Conversation(plan) for plan in plans]
-        stopping = threading.Event()
+        stop = _Stop(conversations, budget)
         bar = tqdm(total=len(plans), desc="episodes", leave=False, disable=not self.progress)
         with bar, ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(plans)))) as pool:
-            futures = [pool.submit(self._converse, c, rng, now, stopping, bar) for c in conversations]
+            futures = [pool.submit(self._converse, c, rng, now, stop, bar) for c in conversations]
             try:
                 done, _ = wait(futures, return_when=FIRST_EXCEPTION)
                 for future in done:
                     future.result()  # a failure in an episode's thread is raised here
             except KeyboardInterrupt:
-                stopping.set()
+                stop.event.set()
                 raise Interrupted([self._finish(c) for c in conversations if c.stop_reason]) from None
             except BaseException:
-                stopping.set()
+                stop.event.set()
                 raise
+        return self._finished(conversations, stop)
+
+    def _finished(self, conversations: list[_Conversation], stop: _Stop) -> list[Episode]:
+        if stop.spent:
+            raise BudgetReached(stop.spent, [self._finish(c) for c in conversations if c.stop_reason])
         return [self._finish(c) for c in conversations]
 
-    def _converse(self, conversation: _Conversation, rng: RngTree, now: float,
-                  stopping: threading.Event, bar: tqdm) -> None:
+    def _converse(self, conversation: _Conversation, rng: RngTree, now: float, stop: _Stop,
+                  bar: tqdm) -> None:
         """One episode, turn by turn, with seeds and goals from its own streams (keyed by its id)."""
         plan = conversation.plan
         goals = rng.stream(GOALS, plan.round, plan.id)
-        while not conversation.stop_reason and not stopping.is_set():
+        while not conversation.stop_reason and not stop.now():
             index = len(conversation.turns)
             seed = rng.seed_of(SAMPLING, plan.round, plan.id, index)
             self._step([conversation], seed, goals, now + index / (10 * self.rules.max_turns))
         bar.update()
 
-    def _lockstep(self, plans: Sequence[EpisodePlan], rng: RngTree, now: float) -> list[Episode]:
+    def _lockstep(self, plans: Sequence[EpisodePlan], rng: RngTree, now: float,
+                  budget: BudgetCheck | None = None) -> list[Episode]:
         """One batched turn of every active episode per step; seeds and goals from the round's
         streams."""
         conversations = [_Conversation(plan) for plan in plans]
+        stop = _Stop(conversations, budget)
         round_index = plans[0].round if plans else 0
         sampling, goals = rng.stream(SAMPLING, round_index), rng.stream(GOALS, round_index)
         bar = tqdm(total=self.rules.max_turns, desc="turns", leave=False, disable=not self.progress)
@@ -174,14 +206,14 @@ class ConversationEngine:
             try:
                 for index in range(self.rules.max_turns):
                     active = [c for c in conversations if not c.stop_reason]
-                    if not active:
+                    if not active or stop.now():
                         break
                     seed = int(sampling.integers(2**31 - 1))
                     self._step(active, seed, goals, now + index / (10 * self.rules.max_turns))
                     bar.update()
             except KeyboardInterrupt:
                 raise Interrupted([self._finish(c) for c in conversations if c.stop_reason]) from None
-        return [self._finish(c) for c in conversations]
+        return self._finished(conversations, stop)
 
     def _step(self, active: list[_Conversation], seed: int, goals: np.random.Generator, now: float) -> None:
         requests = [TurnRequest(c.speaker, c.history, c.partner.name, c.plan.roles[c.speaker.name],

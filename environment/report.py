@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import networkx as nx
 
 from core.records import Episode, Turn
 from core.stats import mean_ci, welch
+from environment.budget import Budget, episode_turns, ledger
 from environment.critic_report import agreement_section, conversations_section, distribution_section
 from environment.graph import graph_metrics
 from environment.markdown import markdown_table
@@ -19,7 +20,8 @@ QUOTE_LIMIT = 300
 
 
 def write_report(path: str | Path, *, title: str, config_summary: dict[str, str],
-                 episodes: Sequence[Episode], graph: nx.Graph, wall_seconds: float) -> str:
+                 episodes: Sequence[Episode], graph: nx.Graph, wall_seconds: float,
+                 prices: Mapping[str, Sequence[float]] | None = None) -> str:
     """Write the run report to ``path`` (a folder means ``<folder>/report.md``); return its text."""
     sections = [
         f"# {title}",
@@ -31,6 +33,7 @@ def write_report(path: str | Path, *, title: str, config_summary: dict[str, str]
         distribution_section(episodes),
         _models_section(episodes),
         _tokens_section(episodes, wall_seconds),
+        _ledger_section(episodes, prices or {}),
         _graph_section(graph),
         _examples_section(episodes),
     ]
@@ -141,6 +144,18 @@ def _tokens_section(episodes: Sequence[Episode], wall_seconds: float) -> str:
         ("wall time", _duration(wall_seconds)),
     ]
     return "## Tokens and time\n\n" + markdown_table(("quantity", "value"), rows)
+
+
+def _ledger_section(episodes: Sequence[Episode], prices: Mapping[str, Sequence[float]]) -> str:
+    """Tokens and cost per model (the conversations' turns; the critic's judge is not counted)."""
+    budget = Budget(prices=dict(prices))
+    used = ledger(episode_turns(episodes))
+    rows = [(model, u.prompt_tokens, u.completion_tokens,
+             f"${budget.cost({model: u}):.4f}" if model in prices else "no price given")
+            for model, u in used.items()]
+    rows.append(("all", sum(u.prompt_tokens for u in used.values()),
+                 sum(u.completion_tokens for u in used.values()), f"${budget.cost(used):.4f}"))
+    return "## Ledger\n\n" + markdown_table(("model", "prompt tokens", "completion tokens", "cost"), rows)
 
 
 def _duration(seconds: float) -> str:

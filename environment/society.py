@@ -16,7 +16,8 @@ from core.errors import is_number, is_whole, require
 from core.records import Episode, Scene
 from core.rng import ENCOUNTERS, PAIRING, RngTree
 from core.seams import EpisodeStore, PairingPolicy
-from environment.engine import ConversationEngine, EpisodePlan, Interrupted
+from environment.budget import BudgetReached
+from environment.engine import BudgetCheck, ConversationEngine, EpisodePlan, Interrupted
 from environment.graph import build_graph, update_graph
 from memory.writer import EpisodeMemoryWriter
 
@@ -84,19 +85,24 @@ class Society:
         self.graph = build_graph([c.persona for c in self.characters], self.store.iter_episodes())
         self.personas = {c.name: c.persona for c in self.characters}
 
-    def run_round(self, round_index: int) -> list[Episode]:
+    def run_round(self, round_index: int, budget: BudgetCheck | None = None) -> list[Episode]:
         """Pair, converse, score, store, remember. A round's draws come from its own RNG
-        streams, so a resumed round replays its pairing and skips the episodes already stored."""
+        streams, so a resumed round replays its pairing and skips the episodes already stored.
+        When ``budget`` says it is spent, the finished episodes are kept and BudgetReached
+        goes up; the round stays incomplete, so a resume runs the rest."""
         self.store.begin_round(round_index)
         plans = self.plan_round(round_index, self._graph_before(round_index))
         done = self.store.ids()
         plans = [p for p in plans if p.id not in done]
         self.characters[0].memory.forget_episodes([p.id for p in plans])
         try:
-            episodes = self.engine.run(plans, self.rng, now=float(round_index))
+            episodes = self.engine.run(plans, self.rng, now=float(round_index), budget=budget)
         except Interrupted as interrupted:
             self._keep(interrupted.finished, round_index)
             raise KeyboardInterrupt from None
+        except BudgetReached as spent:
+            self._keep(spent.finished, round_index)
+            raise
         kept = self._keep(episodes, round_index)
         self.policy.observe(self.store.episodes(round_index), self.graph)
         self.store.complete_round(round_index)

@@ -76,6 +76,8 @@ def assert_usage_error(tmp_path: Path, result: subprocess.CompletedProcess, seco
     ("model=openai model.base_url=https://api.example.com/v1 model.api_key_env=SALON_UNSET_KEY",
      "model.api_key_env='SALON_UNSET_KEY'"),
     ("model=llamacpp model.slots=0", "model.slots=0"),
+    ("simulation.budget.tokens=0", "simulation.budget.tokens=0"),
+    ("simulation.budget.usd=-1", "simulation.budget.usd=-1"),
     ("model=llamacpp model.path=/models/x.safetensors", "model.path='/models/x.safetensors'"),
     # the Persona-Chat splits: a loop may not train on what it evaluates on
     ("task=loop training.personachat_dialogues=[0,200]", "dialogues 0-39, which loop.eval_dialogues"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,11 @@ from tqdm.auto import tqdm
 from agents.bank import load_bank, save_bank
 from agents.persona import Persona
 from core.errors import require
+from core.records import Turn
 from core.rng import RngTree
 from environment import build
+from environment.budget import Budget, BudgetReached, episode_turns, ledger
+from environment.engine import BudgetCheck
 from environment.exports import export_run
 from environment.society import Society
 from environment.store import SQLiteEpisodeStore
@@ -41,6 +45,7 @@ def check(cfg: DictConfig) -> None:
         build.selector_model(cfg)
     build.build_policy(cfg, embedder)
     build.build_critic(cfg, embedder, model)
+    run_budget(cfg)
 
 
 def society_personas(cfg: DictConfig, folder: Path, rng: RngTree, plan: build.AdapterPlan) -> list[Persona]:
@@ -77,33 +82,72 @@ def run(cfg: DictConfig) -> None:
         if store.get_meta("seeded") is None:
             society.seed_memories(cfg.memory.seed_importance)
             store.set_meta("seeded", "1")
-        interrupted = run_rounds(society, store, cfg.simulation.rounds, cfg.simulation.progress)
+        budget = run_budget(cfg)
+        interrupted, spent = run_rounds(society, store, cfg.simulation.rounds, cfg.simulation.progress,
+                                        budget)
     finally:
         close_servers(society)
     wall = float(store.get_meta("wall_seconds", "0") or 0)
+    summary = run_summary(cfg, society) | ({"stopped": f"{spent}; resume= with a larger budget continues"}
+                                           if spent else {})
     outputs = export_run(folder, store, [c.persona for c in society.characters], seed=cfg.seed,
-                         summary=run_summary(cfg, society), wall_seconds=wall)
+                         summary=summary, wall_seconds=wall, prices=budget.prices)
+    if spent:
+        print(f"salon: stopped at the budget ({spent}): {store.count()} episodes kept; continue with "
+              f"resume={folder} and a larger simulation.budget", file=sys.stderr)
     print_outcome(folder, store, outputs)
     store.close()
     if interrupted:
         sys.exit(130)
 
 
-def run_rounds(society: Society, store: SQLiteEpisodeStore, rounds: int, progress: bool) -> bool:
-    """Run the remaining rounds; returns True if Ctrl-C stopped it (completed episodes are kept)."""
+def run_rounds(society: Society, store: SQLiteEpisodeStore, rounds: int, progress: bool,
+               budget: Budget | None = None) -> tuple[bool, str]:
+    """Run the remaining rounds; (whether Ctrl-C stopped it, why the budget stopped it or '').
+    Completed episodes are kept either way."""
     start = store.completed_rounds()
     began = time.perf_counter()
+    check = budget_check(budget, store) if budget is not None else None
     try:
         for index in tqdm(range(start, rounds), desc="rounds", initial=start, total=rounds,
                           disable=not progress):
-            society.run_round(index)
-        return False
+            society.run_round(index, check)
+        return False, ""
     except KeyboardInterrupt:
         log.warning("interrupted: %d completed episodes are kept in the store", store.count())
-        return True
+        return True, ""
+    except BudgetReached as spent:
+        return False, spent.reason
     finally:
         spent = float(store.get_meta("wall_seconds", "0") or 0) + time.perf_counter() - began
         store.set_meta("wall_seconds", f"{spent:.3f}")
+
+
+def run_budget(cfg: DictConfig) -> Budget:
+    """`simulation.budget` (a run saved before budgets existed has none: no limit)."""
+    node = OmegaConf.select(cfg, "simulation.budget")
+    if node is None:
+        return Budget()
+    values = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "_target_"}
+    return build.instantiate(OmegaConf.create({"_target_": "environment.budget.Budget", **values}),
+                             "simulation.budget")
+
+
+def budget_check(budget: Budget, store: SQLiteEpisodeStore) -> BudgetCheck | None:
+    """The engine's check: what the stored episodes spent plus the round's turns so far."""
+    if budget.tokens is None and budget.usd is None:
+        return None
+
+    stored: dict[int, list[Turn]] = {}  # the stored turns, read again only when an episode is added
+
+    def check(round_turns: Sequence[Turn]) -> str:
+        count = store.count()
+        if count not in stored:
+            stored.clear()
+            stored[count] = episode_turns(store.iter_episodes())
+        return budget.exceeded(ledger([*stored[count], *round_turns]))
+
+    return check
 
 
 def close_servers(society: Society) -> None:
