@@ -242,3 +242,25 @@ def test_independent_episodes_say_the_same_whatever_the_interleaving() -> None:
     alone, together = texts(concurrency=1), texts(concurrency=6)
     assert alone == together and len({tuple(t) for t in alone}) == 6
     assert texts(schedule="lockstep") != alone  # lockstep draws from the round's stream instead
+
+
+def test_memories_last_moves_memories_and_goal_to_the_newest_message() -> None:
+    """`conversation.prompts.memories_last=true` through Hydra's compose and the composition root:
+    the system prompt no longer changes with each turn's memories, so turns extend one prefix."""
+    from hydra import compose, initialize_config_dir
+
+    from agents.turns import prompt_for
+    from core.records import Recalled
+    from environment import build
+
+    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        on = compose("config", overrides=["conversation.prompts.memories_last=true"])
+        off = compose("config")
+    speaker = character(0)
+    asked = TurnRequest(speaker, (("Person 1", "Hi there."),), "Person 1", "peer", goal="ask a question")
+    found = [Recalled("m1", "I once sailed to Crete.", "seed", 1.0, 1.0, {})]
+    last = prompt_for(build.build_prompts(on), asked, found)
+    first = prompt_for(build.build_prompts(off), asked, found)
+    assert "Crete" not in str(last[0].content) and "Crete" in str(last[-1].content)
+    assert "In your next reply, ask a question." in str(last[-1].content) and last[-1].type == "system"
+    assert "Crete" in str(first[0].content) and first[-1].type == "human" and len(first) == len(last) - 1
