@@ -19,8 +19,10 @@ _GOODBYE = re.compile(
     r"|take care(?! of (?!yourself))\b)", re.I)
 _AI_DISCLAIMER = re.compile(
     r"\bas an? (?:ai|artificial intelligence)\b|\blanguage model\b|\bnot an? ai\b"
-    r"|\bas an? (?:[\w-]+ )?(?:writing |virtual )?assistant\b"
-    r"|\b(?:i am|i'm) (?:just |only )?an? (?:ai|artificial intelligence|chatbot|virtual assistant)\b", re.I)
+    r"|\bas an? (?:[\w-]+ ){0,3}(?:ai )?assistant\b"
+    r"|\b(?:i am|i'm) (?:just |only )?an? (?:ai|artificial intelligence|chatbot|virtual assistant)\b"
+    # a speaker (or its partner) described as an assistant: "I'm Emily, a creative writing assistant"
+    r"|\b(?:i am|i'm|you are|you're)(?: [\w,-]+){0,4} (?:ai|writing|virtual|digital) assistant\b", re.I)
 
 
 def clean_reply(raw: str, speaker: str, partner: str, max_sentences: int = 3) -> Reply:

@@ -74,6 +74,12 @@ def test_a_reply_in_the_partners_name_is_rejected(raw: str) -> None:
 @pytest.mark.parametrize("raw", [
     "As an AI, I don't have a day.", "As an AI language model I cannot eat bread.",
     "I'm just an AI, but I can help.", "I am an artificial intelligence.", "I'm a chatbot, sorry.",
+    # read in a default run (2026-12-01)
+    "I'm Emily, a creative writing assistant. I've been working on my own blog.",
+    "I'm Emily the creative writing AI assistant. I love your enthusiasm.",
+    "You're an AI assistant designed to support creative writing endeavors.",
+    "I'm sorry I can help, but as a creative writing AI assistant, my primary function is to assist.",
+    "I'm sorry to inform you that I am not a personal AI assistant.",
 ])
 def test_ai_disclaimers_are_rejected(raw: str) -> None:
     assert "AI" in rejected(raw)
