@@ -185,3 +185,47 @@ def test_another_address_needs_a_key_and_requests_without_it_get_401(tmp_path: P
         assert allowed.status_code == 200
         assert not any(m["kind"] == "chat" for p in state.directory.personas
                        for m in state.directory.memory.memories(p.id))
+
+
+def test_32_concurrent_clients_with_malformed_requests_interleaved(served) -> None:
+    """Under load on loopback: every malformed request is a 4xx, no request is a 500, every
+    successful exchange is stored exactly once and a failed one never (a reply the model could
+    not make is a 502 and stores nothing)."""
+    import asyncio
+
+    server, state = served
+    people = state.directory.personas
+    bad = [body for body, _, _ in BAD_REQUESTS]
+    failures: list[str] = []
+
+    async def client(number: int, http: httpx.AsyncClient) -> list[tuple[str, str, int]]:
+        sent = []
+        for k in range(3):
+            character = people[(number + k) % len(people)]
+            if k == 1:  # the middle request of each client is malformed
+                body = {"model": f"character/{character.id}", **bad[number % len(bad)]}
+                answer = await http.post(f"{server.url}/v1/chat/completions", json=body)
+                sent.append((character.id, "", answer.status_code))
+                continue
+            text = f"Hello, I am Sam from flat {number}{k}. What do you like to do on weekends?"
+            body = {"model": f"character/{character.id}",
+                    "messages": [{"role": "user", "content": text}]}
+            answer = await http.post(f"{server.url}/v1/chat/completions", json=body)
+            sent.append((character.id, text, answer.status_code))
+            if answer.status_code != 200:
+                failures.append(answer.json()["error"]["message"])
+        return sent
+
+    async def load() -> list[tuple[str, str, int]]:
+        async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=40)) as http:
+            return [x for part in await asyncio.gather(*(client(n, http) for n in range(32))) for x in part]
+
+    before = {p.id: chat_memories(state, p.id) for p in people}
+    results = asyncio.run(load())
+    assert len(results) == 96
+    assert all(400 <= status < 500 for _, text, status in results if not text)
+    assert all(status in (200, 502) for _, text, status in results if text), results
+    for character, text, status in (r for r in results if r[1]):
+        stored = [m for m in chat_memories(state, character) if text in m and m not in before[character]]
+        assert len(stored) == (1 if status == 200 else 0), (text, status)
+    assert sum(status == 200 for _, text, status in results if text) >= 60, failures[:5]
