@@ -9,15 +9,19 @@ import contextlib
 import ctypes
 import logging
 import os
+import queue
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from core.errors import SalonError
 
@@ -34,6 +38,41 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
     """Linux prctl(PR_SET_PDEATHSIG, SIGTERM): the server ends when Salon does, even on kill -9."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def _spawn(command: list[str], **options: Any) -> subprocess.Popen[bytes]:
+    """Popen from one long-lived thread. Linux sends the parent-death signal when the *thread*
+    that forked the child ends, and servers start lazily from whichever thread first needs them
+    (an episode's worker, which ends with its round): a server started there was killed after
+    the first round. The spawner thread lives as long as the process."""
+    if os.name != "posix":
+        return subprocess.Popen(command, **options)
+    done: Future[subprocess.Popen[bytes]] = Future()
+    _SPAWNS.put((command, options, done))
+    _spawner_started()
+    return done.result()
+
+
+_SPAWNS: queue.Queue[tuple[list[str], dict[str, Any], Future[Any]]] = queue.Queue()
+_SPAWNER: list[threading.Thread] = []  # the one spawner thread, started on first use
+_SPAWNER_LOCK = threading.Lock()
+
+
+def _spawner_started() -> None:
+    with _SPAWNER_LOCK:
+        if not _SPAWNER:
+            thread = threading.Thread(target=_spawn_forever, name="salon-spawner", daemon=True)
+            thread.start()
+            _SPAWNER.append(thread)
+
+
+def _spawn_forever() -> None:
+    while True:
+        command, options, done = _SPAWNS.get()
+        try:
+            done.set_result(subprocess.Popen(command, preexec_fn=_die_with_parent, **options))
+        except BaseException as error:  # the caller sees it
+            done.set_exception(error)
 
 
 @dataclass
@@ -59,9 +98,8 @@ class ServerProcess:
         if self.log_path is None:
             self.log_path = Path(tempfile.mkstemp(prefix="salon-server-", suffix=".log")[1])
         with open(self.log_path, "ab") as log_file:
-            self._process = subprocess.Popen(
-                list(self.command), stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **self.env}, preexec_fn=_die_with_parent if os.name == "posix" else None)
+            self._process = _spawn(list(self.command), stdout=log_file, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, env={**os.environ, **self.env})
         atexit.register(self.stop)
         self._wait_healthy()
         log.info("server on %s (pid %d, log %s)", self.base_url, self._process.pid, self.log_path)

@@ -60,11 +60,12 @@ def test_the_build_script_and_salon_agree_on_where_the_server_is() -> None:
 
 def test_a_default_simulation_runs_on_llama_server_and_stops_it(tmp_path: Path) -> None:
     before = servers()
-    result = salon("model=llamacpp", "experiment=smoke", "conversation.max_turns=4",
+    # two rounds: the server started by round 0's episode threads must outlive them
+    result = salon("model=llamacpp", "experiment=smoke", "conversation.max_turns=4", "simulation.rounds=2",
                    "simulation.progress=false", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
     episodes = [json.loads(line) for line in (tmp_path / "episodes.jsonl").read_text().splitlines()]
-    assert len(episodes) == 2
+    assert len(episodes) == 4
     turns = [t for e in episodes for t in e["turns"]]
     assert len(turns) >= 4 and all(t["text"].strip() for t in turns if not t.get("error"))
     assert all(t["model"] == "SmolLM2-135M-Instruct" for t in turns)
