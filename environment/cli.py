@@ -33,6 +33,8 @@ def check_arguments(arguments: list[str]) -> None:
     so the user gets one line naming the key and what is allowed."""
     overrides = [a for a in arguments if "=" in a and not a.startswith("-")]
     parsed = _parse(overrides)
+    if not {"-m", "--multirun"} & set(arguments):
+        _refuse_accidental_sweeps(parsed)
     for override in parsed:
         key = override.get_key_element().lstrip("+~")
         group = CONF_DIR / key
@@ -46,6 +48,17 @@ def check_arguments(arguments: list[str]) -> None:
     check_config(_compose_first(parsed))
 
 
+def _refuse_accidental_sweeps(parsed: list) -> None:
+    """A comma outside brackets makes Hydra read free text as a sweep (`seeker=I lost my job,
+    and I feel lost`); without -m that is a quoting mistake, so say how to quote."""
+    for override in parsed:
+        if override.is_sweep_override() and override.is_discrete_sweep():
+            key = override.get_key_element()
+            raise UsageError(f"{key}= holds a comma, which Hydra reads as a sweep: to pass text, quote the "
+                             f"value inside the argument, e.g. '{key}=\"I lost my job, and I feel lost\"' "
+                             "(the outer quotes for the shell); to sweep, add -m")
+
+
 def _parse(overrides: list[str]) -> list:
     """Hydra's own override grammar (sweeps, lists, quoting), as one-line usage errors."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -55,7 +68,9 @@ def _parse(overrides: list[str]) -> list:
         return OverridesParser.create().parse_overrides(overrides)
     except HydraException as error:
         message = str(error).splitlines()[0]
-        raise UsageError(f"{message} (quote lists of paths: 'training.runs=[\"a\",\"b\"]')") from None
+        raise UsageError(f"{message} (quote text with commas or quotes inside the argument: "
+                         f"'seeker=\"I lost my job, and I feel lost\"'; lists of paths: "
+                         f"'training.runs=[\"a\",\"b\"]')") from None
 
 
 def _values(override) -> list[str]:

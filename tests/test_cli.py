@@ -150,3 +150,14 @@ def test_resume_refuses_overrides_that_would_change_the_run(tmp_path: Path) -> N
     result, seconds = run_salon(tmp_path, f"resume={earlier}", "society.size=3")
     line = assert_usage_error(tmp_path, result, seconds, "society.size")
     assert "simulation.rounds" in line  # says what may change
+
+
+def test_free_text_with_a_comma_says_how_to_quote_it(tmp_path: Path) -> None:
+    """`task=match seeker="I lost my job, and I feel lost"` in a shell reaches Salon unquoted:
+    Hydra would read a sweep; the error says how to quote, and the quoted form works."""
+    result, seconds = run_salon(tmp_path, "task=match", "seeker=I lost my job, and I feel lost")
+    line = assert_usage_error(tmp_path, result, seconds, "seeker=")
+    assert "quote the value inside the argument" in line and """'seeker="I lost my job""" in line
+    quoted = subprocess.run([PYTHON, "run.py", "task=match", 'seeker="I lost my job, and I feel lost"',
+                             "--cfg", "job"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert quoted.returncode == 0 and "seeker: I lost my job, and I feel lost" in quoted.stdout
