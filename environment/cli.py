@@ -38,7 +38,8 @@ def check_arguments(arguments: list[str]) -> None:
     for override in parsed:
         key = override.get_key_element().lstrip("+~")
         group = CONF_DIR / key
-        if group.is_dir() and "." not in key:
+        # hydra/* groups (conf/hydra/launcher/slurm.yaml) also take their plugins' own options
+        if group.is_dir() and "." not in key and not key.startswith("hydra/"):
             options = sorted(p.stem for p in group.glob("*.yaml"))
             for choice in _values(override):
                 if choice not in options and choice != "null":
