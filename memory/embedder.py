@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from functools import cached_property
@@ -40,6 +41,7 @@ class SentenceEmbedder:
         self.cache_size = cache_size
         self.autocast = autocast
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.RLock()
 
     @property
     def name(self) -> str:
@@ -78,6 +80,13 @@ class SentenceEmbedder:
         (scorers and memory ask for the same persona facts and lines again and again)."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        # episodes run in threads (the ranker and memory recall embed at once): one call at a
+        # time keeps the cache consistent and each text's embedding bit-identical (two torch
+        # calls sharing the intra-op threads changed a re-scored run's scores in the 4th decimal)
+        with self._lock:
+            return self._embed(texts)
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
         for group in self._unpadded_groups(missing):
             with self._autocast():
