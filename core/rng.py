@@ -9,6 +9,7 @@ replays exactly without saved generator state."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,3 +39,15 @@ class RngTree:
     def seed_of(self, *path: str | int) -> int:
         """A 31-bit seed for a library that takes an int (torch, a server's `seed`)."""
         return int(self.stream(*path).integers(2**31 - 1))
+
+
+def per_conversation(seed: int | Sequence[int] | None, count: int) -> list[int | None]:
+    """The seed of each of a call's ``count`` conversations, the one rule every chat backend
+    follows: a list as given (one each), a call-wide seed s as s, s+1, ..., none as None each."""
+    if seed is None:
+        return [None] * count
+    if isinstance(seed, int):
+        return [seed + i for i in range(count)]
+    if len(seed) != count:
+        raise ValueError(f"{len(seed)} seeds for {count} conversations")
+    return [int(s) for s in seed]

@@ -23,6 +23,12 @@ VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 PYTHON = str(VENV_PYTHON if VENV_PYTHON.is_file() else sys.executable)
 
 
+def run_py(*arguments: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python run.py <arguments>` from the repo root, offline, output captured."""
+    return subprocess.run([PYTHON, "run.py", *arguments], cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                          capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The model cache: the user's (reused across runs) unless SALON_CACHE says otherwise."""

@@ -4,17 +4,13 @@ no limit finishes it."""
 
 from __future__ import annotations
 
+import functools
 import json
-import os
-import subprocess
 from pathlib import Path
 
-from tests.conftest import PYTHON, ROOT
+from tests.conftest import run_py
 
-
-def salon(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "run.py", *arguments], cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-                          capture_output=True, text=True, timeout=900)
+salon = functools.partial(run_py, timeout=900)
 
 
 def test_a_token_budget_stops_the_run_and_resume_finishes_it(tmp_path: Path) -> None:

@@ -15,16 +15,11 @@ import pytest
 
 from agents.models.servers import cpu_kind, llama_cpp_home, llama_server_path
 from tests.conftest import PYTHON, ROOT
+from tests.conftest import run_py as salon
 
 BINARY = llama_server_path()
 pytestmark = pytest.mark.skipif(not BINARY.is_file() and not os.environ.get("SALON_REQUIRE_LLAMA_SERVER"),
                                 reason="llama-server is not built: make llama-server")
-
-
-def salon(*arguments: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([PYTHON, "run.py", *arguments], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def servers() -> list[int]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,18 +14,12 @@ from agents.models.loading import embedded_source
 from agents.models.servers import llama_server, llama_server_path
 from core.processes import free_port
 from memory.chroma import chroma_server
-from tests.conftest import PYTHON, ROOT
+from tests.conftest import run_py as salon
 
 NEED_LLAMA = pytest.mark.skipif(
     not llama_server_path().is_file() and not os.environ.get("SALON_REQUIRE_LLAMA_SERVER"),
     reason="llama-server is not built: make llama-server")
 SMOKE = ["experiment=smoke", "simulation.progress=false"]
-
-
-def salon(*arguments: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([PYTHON, "run.py", *arguments], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def running(fragment: str) -> bool:

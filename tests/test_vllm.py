@@ -3,21 +3,16 @@ must still say so in one line before any work (and the real run is skipped)."""
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, ROOT
+from tests.conftest import run_py
 
-
-def salon(*arguments: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([PYTHON, "run.py", *arguments], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+salon = functools.partial(run_py, timeout=900)
 
 
 @pytest.mark.skipif(shutil.which("vllm") is not None, reason="vLLM is installed: the real run is tested")

@@ -14,6 +14,7 @@ import numpy as np
 from langchain_core.messages import BaseMessage
 
 from core.records import Reply
+from core.rng import per_conversation
 from core.seams import ChatModel, OnText
 
 T = TypeVar("T")
@@ -87,8 +88,7 @@ class ServerPool:
                  on_text: OnText | None = None, candidates: int = 1, avoid: Sequence[Any] | None = None,
                  block_ngrams: int = 4) -> list[Reply]:
         """Each conversation is its own request (its candidates together), routed on its own."""
-        seeds = [seed + i for i in range(len(conversations))] if isinstance(seed, int) else (
-            list(seed) if seed is not None else [None] * len(conversations))
+        seeds = per_conversation(seed, len(conversations))
 
         def one(row: tuple[Sequence[BaseMessage], int | None]) -> list[Reply]:
             return self._call(lambda m: m.complete(

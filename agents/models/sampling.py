@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from core.rng import per_conversation
+
 
 class RowSampler:
     """Draws each row's next token from its own generator; must be the last processor."""
@@ -44,15 +46,10 @@ def _top_p(probabilities: torch.Tensor, top_p: float) -> torch.Tensor:
 
 
 def conversation_seeds(seeds: int | Sequence[int] | None, conversations: int) -> list[int]:
-    """One seed per conversation: a list as given, a call-wide seed s as s, s+1, ..., and none
-    as fresh random seeds."""
-    if seeds is None:
-        return [int(s) for s in torch.randint(0, 2**31 - 1, (conversations,))]
-    if isinstance(seeds, int):
-        return [seeds + i for i in range(conversations)]
-    if len(seeds) != conversations:
-        raise ValueError(f"{len(seeds)} seeds for {conversations} conversations")
-    return [int(s) for s in seeds]
+    """One seed per conversation (`core.rng.per_conversation`), fresh random ones where none
+    was given."""
+    return [int(torch.randint(0, 2**31 - 1, ())) if s is None else s
+            for s in per_conversation(seeds, conversations)]
 
 
 def row_seeds(seeds: Sequence[int], candidates: int) -> list[int]:

@@ -39,6 +39,7 @@ from agents.models.servers import (
 )
 from core.errors import InvalidValue, SalonError, UsageError, is_number, is_whole, require
 from core.records import Reply
+from core.rng import per_conversation
 from core.seams import OnText
 
 
@@ -148,8 +149,7 @@ class ServedChat:
         to the turn ranker, which ranks copies last. ``on_text`` is not called."""
         self.start()
         count = len(conversations)
-        seeds = [seed + i for i in range(count)] if isinstance(seed, int) else (
-            list(seed) if seed is not None else [None] * count)
+        seeds = per_conversation(seed, count)
         names = list(adapters) if adapters is not None else [self.adapter or ""] * count
         body = {"max_tokens": max_new_tokens or self.max_new_tokens, "top_p": self.top_p,
                 "repeat_penalty": self.repetition_penalty, "cache_prompt": True,
