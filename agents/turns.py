@@ -30,13 +30,16 @@ from core.seams import OnText
 @dataclass(frozen=True)
 class TurnSettings:
     """How a reply is made: memories recalled for it, retries of a rejected reply, and the most
-    sentences it keeps."""
+    sentences it keeps. ``reinforce``: recalling strengthens the memories at once (a chat);
+    the simulation keeps it False and reinforces when the episode is committed, so an episode
+    that never reached the store left no trace in memory."""
 
     memory_k: int = 3
     retries: int = 2
     max_sentences: int = 3
     candidates: int = 1
     block_ngrams: int = 4
+    reinforce: bool = True
 
     def __post_init__(self) -> None:
         require(is_whole(self.candidates, 1, 16), "candidates", "allowed is a whole number from 1 to 16",
@@ -104,7 +107,7 @@ def take_turns(requests: Sequence[TurnRequest], prompts: PromptBuilder, settings
     """A cleaned reply (or its error) per request, with what was recalled and the tokens every
     attempt spent. ``on_text(request index, raw text so far)`` follows each attempt (with one
     candidate per request). ``ranker`` picks among candidates (None: the first usable one)."""
-    recalled = recall(requests, settings.memory_k, now)
+    recalled = recall(requests, settings.memory_k, now, settings.reinforce)
     messages = [prompt_for(prompts, r, found) for r, found in zip(requests, recalled, strict=True)]
     avoid = [_avoid(prompts, r, found) for r, found in zip(requests, recalled, strict=True)]
     replies = [Reply(error="not generated", recalled=tuple(found), goal=r.goal)
@@ -178,14 +181,15 @@ def _avoid(prompts: PromptBuilder, request: TurnRequest, recalled: Sequence[Reca
                  + prompts.instructions(context), tuple(request.character.persona.facts))
 
 
-def recall(requests: Sequence[TurnRequest], k: int, now: float) -> list[list[Recalled]]:
+def recall(requests: Sequence[TurnRequest], k: int, now: float, reinforce: bool = True
+           ) -> list[list[Recalled]]:
     """Each request's memories: one `search_many` (one embedder call) per memory store."""
     results: list[list[Recalled]] = [[] for _ in requests]
     for indices in _groups([id(r.character.memory) for r in requests]):
         memory = requests[indices[0]].character.memory
         queries = [(requests[i].character.id, requests[i].character.memory_query(
             requests[i].history, requests[i].partner, requests[i].scene)) for i in indices]
-        for i, found in zip(indices, memory.search_many(queries, k, now), strict=True):
+        for i, found in zip(indices, memory.search_many(queries, k, now, reinforce), strict=True):
             results[i] = found
     return results
 

@@ -36,6 +36,14 @@ class MemoryRecord:
 
 
 @dataclass(frozen=True)
+class RecallCount:
+    """How often the stored episodes recalled a memory, and the simulation time of the last."""
+
+    count: int
+    last: float
+
+
+@dataclass(frozen=True)
 class Recalled:
     """A memory returned by a search, with the parts of its score."""
 

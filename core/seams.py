@@ -12,7 +12,7 @@ import networkx as nx
 import numpy as np
 from langchain_core.messages import BaseMessage
 
-from core.records import Episode, MemoryRecord, Recalled, Reply
+from core.records import Episode, MemoryRecord, RecallCount, Recalled, Reply
 
 # (index of the conversation in the call, its reply text so far)
 OnText = Callable[[int, str], None]
@@ -83,6 +83,11 @@ class MemoryStore(Protocol):
 
     def reinforce(self, recalled: Sequence[Recalled], now: float) -> None:
         """Recalling a memory resets its clock and strengthens it against forgetting."""
+        ...
+
+    def set_recalls(self, recalls: Mapping[str, RecallCount]) -> None:
+        """Set each memory's reinforcement to what its recalls make it (absolute, so applying
+        the same recalls again changes nothing: the simulation replays them after a crash)."""
         ...
 
     def forget(self, owner: str, now: float) -> int:

@@ -144,7 +144,8 @@ class ConversationEngine:
                 concurrency)
         self.schedule, self.concurrency = schedule, concurrency
         self.rules = StopRules(max_turns, min_turns, stop_on_goodbye, repetition_threshold)
-        self.turn = TurnSettings(memory_k, retries, max_sentences, candidates, block_ngrams)
+        # recalls are reinforced when the episode is committed (Society), not when made
+        self.turn = TurnSettings(memory_k, retries, max_sentences, candidates, block_ngrams, reinforce=False)
         # the config gives the ranker as a partial; the run's embedder completes it
         self.ranker = ranker(embedder=embedder) if callable(ranker) and not isinstance(ranker, TurnRanker) \
             else ranker
@@ -152,6 +153,10 @@ class ConversationEngine:
         self.prompts = prompts or PromptBuilder()
         self.progress = progress
         self.stats = CallStats(keep_prompts=keep_prompts)
+
+    def turn_time(self, now: float, index: int) -> float:
+        """The simulation clock at turn ``index`` of an episode that began at ``now``."""
+        return now + index / (10 * self.rules.max_turns)
 
     def run(self, plans: Sequence[EpisodePlan], rng: RngTree, now: float,
             budget: BudgetCheck | None = None) -> list[Episode]:
@@ -190,7 +195,7 @@ class ConversationEngine:
         while not conversation.stop_reason and not stop.now():
             index = len(conversation.turns)
             seed = rng.seed_of(SAMPLING, plan.round, plan.id, index)
-            self._step([conversation], seed, goals, now + index / (10 * self.rules.max_turns))
+            self._step([conversation], seed, goals, self.turn_time(now, index))
         bar.update()
 
     def _lockstep(self, plans: Sequence[EpisodePlan], rng: RngTree, now: float,
@@ -209,7 +214,7 @@ class ConversationEngine:
                     if not active or stop.now():
                         break
                     seed = int(sampling.integers(2**31 - 1))
-                    self._step(active, seed, goals, now + index / (10 * self.rules.max_turns))
+                    self._step(active, seed, goals, self.turn_time(now, index))
                     bar.update()
             except KeyboardInterrupt:
                 raise Interrupted([self._finish(c) for c in conversations if c.stop_reason]) from None

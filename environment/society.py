@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,12 +13,13 @@ from agents.character import Character
 from agents.critic import Critic
 from agents.persona import Attributes
 from core.errors import is_number, is_whole, require
-from core.records import Episode, Scene
+from core.records import Episode, RecallCount, Scene
 from core.rng import ENCOUNTERS, PAIRING, RngTree
 from core.seams import EpisodeStore, PairingPolicy
 from environment.budget import BudgetReached
 from environment.engine import BudgetCheck, ConversationEngine, EpisodePlan, Interrupted
 from environment.graph import build_graph, update_graph
+from memory.recalls import RecallHistory, TurnRecalls
 from memory.writer import EpisodeMemoryWriter
 
 log = logging.getLogger(__name__)
@@ -77,12 +78,17 @@ class Society:
     encounters: EncounterSettings = field(default_factory=EncounterSettings)
     memory_writer: EpisodeMemoryWriter = field(default_factory=EpisodeMemoryWriter)
     graph: nx.Graph = field(init=False)
+    recalls: RecallHistory = field(init=False)
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.characters]
         if len(set(names)) != len(names):
             raise ValueError("character names must be unique within a society")
-        self.graph = build_graph([c.persona for c in self.characters], self.store.iter_episodes())
+        stored = self.store.episodes()
+        self.graph = build_graph([c.persona for c in self.characters], stored)
+        self.recalls = RecallHistory()
+        for episode in stored:
+            self.recalls.add(self._recall_times(episode))
         self.personas = {c.name: c.persona for c in self.characters}
 
     def run_round(self, round_index: int, budget: BudgetCheck | None = None) -> list[Episode]:
@@ -95,6 +101,8 @@ class Society:
         done = self.store.ids()
         plans = [p for p in plans if p.id not in done]
         self.characters[0].memory.forget_episodes([p.id for p in plans])
+        for episode in self.store.iter_episodes(round_index):  # a kill may have cut their commit short
+            self._remember(episode, self.recalls.of(i for t in episode.turns for i in t.memory_ids))
         try:
             episodes = self.engine.run(plans, self.rng, now=float(round_index), budget=budget)
         except Interrupted as interrupted:
@@ -132,18 +140,28 @@ class Society:
         return EpisodePlan(f"r{round_index:03d}-e{index:03d}", round_index, (a, b), roles, scene)
 
     def _keep(self, episodes: Sequence[Episode], round_index: int) -> list[Episode]:
-        """Score, then per episode: memories, then one store transaction. Memories of an episode
-        that did not reach the store are removed before its round is resumed."""
+        """Score, then per episode: one store transaction (the commit), then what it changes in
+        memory (its memories, its recalls' reinforcement). Memory follows from the stored
+        episodes alone, so a resumed round sets it again for its stored episodes (idempotent)
+        and an episode that never reached the store left nothing in memory."""
         if not episodes:
             return []
         scored = [e.with_scores(s) for e, s in
                   zip(episodes, self.critic.score(episodes, self.personas), strict=True)]
-        memory = self.characters[0].memory
         for episode in scored:
-            memory.add(self.memory_writer.records(episode, now=round_index + 0.5))
             self.store.append(episode)
+            self._remember(episode, self.recalls.add(self._recall_times(episode)))
             update_graph(self.graph, episode)
         return scored
+
+    def _remember(self, episode: Episode, recalls: Mapping[str, RecallCount]) -> None:
+        memory = self.characters[0].memory
+        memory.add(self.memory_writer.records(episode, now=episode.round + 0.5))
+        memory.set_recalls(recalls)
+
+    def _recall_times(self, episode: Episode) -> TurnRecalls:
+        start = float(episode.round)
+        return [(t.memory_ids, self.engine.turn_time(start, i)) for i, t in enumerate(episode.turns)]
 
     def seed_memories(self, importance: float) -> int:
         """Give each character its persona's seed memories (once, at the start of a run)."""

@@ -8,7 +8,7 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from chromadb.utils.embedding_functions import register_embedding_function
 
 from core.errors import require
 from core.processes import ServerProcess, free_port
-from core.records import MemoryRecord, Recalled
+from core.records import MemoryRecord, RecallCount, Recalled
 from core.seams import Embedder
 from memory.embedder import SentenceEmbedder
 from memory.retrieval import Forgetting, RetrievalWeights, memory_score
@@ -141,13 +141,17 @@ class ChromaMemoryStore:
             return self._add(records)
 
     def _add(self, records: Sequence[MemoryRecord]) -> list[str]:
+        """Insert the records not stored yet: a stored one keeps its reinforcement (adding the
+        memories of a replayed commit again must not reset them)."""
         if not records:
             return []
         ids = [memory_id(r) for r in records]
-        metadatas = [self._metadata(r) for r in records]
-        texts = [r.text for r in records]
-        self.collection.upsert(ids=ids, documents=texts, metadatas=metadatas,
-                               embeddings=self.embedder(texts))
+        present = set(self.collection.get(ids=list(dict.fromkeys(ids)), include=[])["ids"])
+        new = {i: r for i, r in zip(ids, records, strict=True) if i not in present}
+        if new:
+            texts = [r.text for r in new.values()]
+            self.collection.add(ids=list(new), documents=texts, embeddings=self.embedder(texts),
+                                metadatas=[self._metadata(r) for r in new.values()])
         return ids
 
     def _metadata(self, record: MemoryRecord) -> dict[str, Any]:
@@ -202,6 +206,17 @@ class ChromaMemoryStore:
                       "strength": float(m.metadata["strength"]) + self.forgetting.reinforcement}
                      for m in latest.values()]
         self.collection.update(ids=list(latest), metadatas=metadatas)
+
+    def set_recalls(self, recalls: Mapping[str, RecallCount]) -> None:
+        with self._lock:
+            stored = self.collection.get(ids=list(recalls), include=["metadatas"]) if recalls else None
+            if not stored or not stored["ids"]:
+                return
+            strength = self.forgetting.initial_strength
+            metadatas = [{**meta, "strength": strength + recalls[mid].count * self.forgetting.reinforcement,
+                          "last_recalled": max(float(meta["created"]), recalls[mid].last)}
+                         for mid, meta in zip(stored["ids"], stored["metadatas"], strict=True)]
+            self.collection.update(ids=stored["ids"], metadatas=metadatas)
 
     def forget(self, owner: str, now: float) -> int:
         """Delete the owner's memories whose retention fell below the threshold."""

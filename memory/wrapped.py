@@ -3,10 +3,10 @@ another (the trained selector's re-ranking, the interview's withheld answers).""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from core.records import MemoryRecord, Recalled
+from core.records import MemoryRecord, RecallCount, Recalled
 from core.seams import MemoryStore
 
 
@@ -38,6 +38,9 @@ class FilteredRecall:
 
     def reinforce(self, recalled: Sequence[Recalled], now: float) -> None:
         self.store.reinforce(recalled, now)
+
+    def set_recalls(self, recalls: Mapping[str, RecallCount]) -> None:
+        self.store.set_recalls(recalls)
 
     def forget(self, owner: str, now: float) -> int:
         return self.store.forget(owner, now)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from langchain_core.messages import BaseMessage
 
-from core.records import Episode, MemoryRecord, Recalled, Reply, Scores
+from core.records import Episode, MemoryRecord, RecallCount, Recalled, Reply, Scores
 from core.seams import OnText
 
 Script = Callable[[Sequence[BaseMessage], int], str]
@@ -89,6 +89,7 @@ class InMemoryMemoryStore:
     records: list[tuple[str, MemoryRecord]] = field(default_factory=list)
     searches: int = 0
     reinforced: list[str] = field(default_factory=list)
+    recall_counts: dict[str, RecallCount] = field(default_factory=dict)
 
     def add(self, records: Sequence[MemoryRecord]) -> list[str]:
         ids = []
@@ -112,6 +113,9 @@ class InMemoryMemoryStore:
 
     def reinforce(self, recalled: Sequence[Recalled], now: float) -> None:
         self.reinforced.extend(m.id for m in recalled)
+
+    def set_recalls(self, recalls: Mapping[str, RecallCount]) -> None:
+        self.recall_counts.update(recalls)
 
     def forget(self, owner: str, now: float) -> int:
         return 0

@@ -224,9 +224,6 @@ def test_interrupted_run_resumes_without_losing_or_duplicating_episodes(tmp_path
     assert not any(math.isnan(line["scores"]["overall"]) for line in lines)
 
 
-# --- resume of a partly stored round (control flow: fake engine, critic and memory) -----------
-
-
 # the run's episodes as a Hugging Face datasets folder (dataset/), and task=export for older runs
 def test_a_run_folder_holds_its_episodes_as_a_dataset(smoke) -> None:
     smoke_run = smoke[2]
