@@ -52,16 +52,85 @@ def test_lora_steps_change_the_adapter_and_reload_identically(base, tmp_path: Pa
     assert any(cp.name.startswith("checkpoint-") for cp in tmp_path.iterdir())
 
 
-def test_training_resumes_from_its_checkpoint(base, tmp_path: Path) -> None:
-    first = lora.train_lora(lora.LoraTrainingConfig(max_steps=2, batch_size=4, max_length=128,
-                                                    save_steps=2, bf16="false"),
-                            base, tiny_chat_set(), None, tmp_path)
-    assert first.steps == 2 and (first.adapter_dir / "adapter_model.safetensors").is_file()
-    second = lora.train_lora(lora.LoraTrainingConfig(max_steps=3, batch_size=4, max_length=128,
-                                                     save_steps=2, bf16="false"),
-                             base, tiny_chat_set(), None, tmp_path)
-    assert second.steps == 3  # continued from checkpoint-2: one more step, not three new ones
-    assert second.seconds < first.seconds * 1.5 + 5
+def steps(count: int) -> lora.LoraTrainingConfig:
+    return lora.LoraTrainingConfig(max_steps=count, batch_size=4, max_length=128, save_steps=2, bf16="false")
+
+
+def adapter_weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+class _Payload:
+    """Unpickling this runs code: it creates ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (self.marker,))
+
+
+# run in a child process: LoRA training of 3 steps that kills itself (SIGKILL) once checkpoint-2 is saved
+KILLED_AFTER_CHECKPOINT_2 = """
+import os, signal, sys
+from pathlib import Path
+from transformers import TrainerCallback
+from agents.models import loading
+from tests.test_lora import steps, tiny_chat_set
+from training import lora
+
+drop = lora.drop_pickled_arguments()
+
+class DropThenDie(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):
+        drop.on_save(args, state, control, **kwargs)
+        if state.global_step == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+lora.drop_pickled_arguments = DropThenDie
+base = loading.cached_folder(loading.embedded_source(), Path(sys.argv[1]))
+lora.train_lora(steps(3), base, tiny_chat_set(), None, Path(sys.argv[2]))
+"""
+
+
+def test_training_killed_after_a_checkpoint_resumes_as_if_never_stopped(base, cache_dir: Path,
+                                                                        tmp_path: Path) -> None:
+    """SIGKILL once checkpoint-2 is saved (and a later checkpoint cut short beside it), then
+    resumed: the adapter equals 3 uninterrupted steps'. Checkpoints hold no pickled
+    training_args.bin."""
+    import subprocess
+
+    from tests.conftest import PYTHON, ROOT
+
+    whole = lora.train_lora(steps(3), base, tiny_chat_set(), None, tmp_path / "whole")
+    child = [PYTHON, "-c", KILLED_AFTER_CHECKPOINT_2, str(cache_dir), str(tmp_path / "resumed")]
+    killed = subprocess.run(child, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert (tmp_path / "resumed" / "checkpoint-2" / "trainer_state.json").is_file()
+    assert not list((tmp_path / "resumed").glob("checkpoint-*/training_args.bin"))
+    (tmp_path / "resumed" / "checkpoint-3").mkdir()  # as if killed while checkpoint-3 was written
+    (tmp_path / "resumed" / "checkpoint-3" / "optimizer.pt").write_bytes(b"half")
+    resumed = lora.train_lora(steps(3), base, tiny_chat_set(), None, tmp_path / "resumed")
+    assert resumed.steps == 3
+    expected, found = adapter_weights(whole.adapter_dir), adapter_weights(resumed.adapter_dir)
+    assert expected.keys() == found.keys()
+    assert all(torch.allclose(expected[k], found[k], atol=1e-6) for k in expected)
+
+
+def test_a_checkpoint_that_needs_pickle_is_refused_before_it_runs_code(base, tmp_path: Path) -> None:
+    from core.errors import UsageError
+
+    lora.train_lora(steps(2), base, tiny_chat_set(), None, tmp_path)
+    marker = tmp_path / "code-ran"
+    torch.save({"state": _Payload(marker)}, tmp_path / "checkpoint-2" / "optimizer.pt")
+    with pytest.raises(UsageError) as refused:
+        lora.train_lora(steps(3), base, tiny_chat_set(), None, tmp_path)
+    assert not marker.exists()
+    message = str(refused.value)
+    assert "optimizer.pt does not load as plain weights" in message and "\n" not in message
+    assert f"delete {tmp_path} to train afresh" in message
 
 
 def test_empty_training_set_is_a_usage_error(base, tmp_path: Path) -> None:

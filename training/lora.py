@@ -14,6 +14,7 @@ from datasets import Dataset
 from agents.models.loading import ModelSource
 from core.devices import resolve_device
 from core.errors import UsageError, is_number, is_whole, require
+from training.checkpoints import drop_pickled_arguments, last_complete, verified
 
 log = logging.getLogger(__name__)
 METHODS = ("sft", "dpo")
@@ -89,11 +90,12 @@ def train_lora(config: LoraTrainingConfig, base: ModelSource, train: Dataset, ev
 
         model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
     trainer = _trainer(config, model, tokenizer, train, evaluation, output_dir)
-    resume = any(output_dir.glob("checkpoint-*"))
-    if resume:
-        log.info("resuming LoRA training from the last checkpoint in %s", output_dir)
+    trainer.add_callback(drop_pickled_arguments())
+    checkpoint = last_complete(output_dir)
+    if checkpoint is not None:
+        log.info("resuming LoRA training from %s", verified(checkpoint))
     started = time.perf_counter()
-    state = trainer.train(resume_from_checkpoint=True if resume else None)
+    state = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.perf_counter() - started
     adapter_dir = output_dir / "adapter"
     # Trainer.save_model would add a pickled training_args.bin; the adapter is safetensors only.

@@ -36,6 +36,7 @@ from memory.crossencoder import (
     read_scorer_info,
     scale_similarity,
 )
+from training.checkpoints import drop_pickled_arguments, last_complete, step_of, verified
 
 RUN_FILE = "salon_training.json"
 CHECKPOINTS = "checkpoints"
@@ -188,7 +189,7 @@ def train_cross_encoder(config: CrossEncoderConfig, train: Any, eval: Any, text_
                       max_length=config.max_length, score_min=config.score_min, score_max=config.score_max)
     checkpoint = _resumable_checkpoint(output / CHECKPOINTS, info, len(train))
     trainer = _trainer(config, info, base, train, output / CHECKPOINTS)
-    for callback in callbacks:
+    for callback in (drop_pickled_arguments(), *callbacks):
         trainer.add_callback(callback)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     scorer = CrossEncoder(trainer.model.eval(), trainer.processing_class, info, config.batch_size)
@@ -199,7 +200,7 @@ def train_cross_encoder(config: CrossEncoderConfig, train: Any, eval: Any, text_
     save_scorer(trainer.model, trainer.processing_class, info, output)
     if not config.keep_checkpoints:
         shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
-    return TrainedScorer(output, metrics, baseline, trainer.state.global_step, _step_of(checkpoint))
+    return TrainedScorer(output, metrics, baseline, trainer.state.global_step, step_of(checkpoint))
 
 
 def _minilm_embedder() -> Embedder:
@@ -259,19 +260,14 @@ def _run_signature(info: ScorerInfo, rows: int) -> dict[str, Any]:
 
 def _resumable_checkpoint(folder: Path, info: ScorerInfo, rows: int) -> Path | None:
     """The latest complete checkpoint of the same training, or None to start afresh."""
-    complete = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()
-                and p.name.split("-")[-1].isdigit()]
-    if not complete:
+    latest = last_complete(folder)
+    if latest is None:
         return None
     saved = json.loads((folder / RUN_FILE).read_text()) if (folder / RUN_FILE).is_file() else {}
     if saved != _run_signature(info, rows):
         raise UsageError(f"{str(folder)!r} holds checkpoints of a different training ({saved}); choose "
                          "another output folder or delete its checkpoints")
-    return max(complete, key=_step_of)
-
-
-def _step_of(checkpoint: Path | None) -> int:
-    return int(checkpoint.name.split("-")[-1]) if checkpoint else 0
+    return verified(latest)
 
 
 def save_scorer(model: Any, tokenizer: Any, info: ScorerInfo, output: Path) -> None:
