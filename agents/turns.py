@@ -139,12 +139,13 @@ def choose(requests: Sequence[TurnRequest], recalled: Sequence[Sequence[Recalled
     chosen = []
     for options, good, points in zip(cleaned, usable, scores, strict=True):
         spent = Reply(prompt_tokens=sum(c.prompt_tokens for c in options),
-                      completion_tokens=sum(c.completion_tokens for c in options))
+                      completion_tokens=sum(c.completion_tokens for c in options),
+                      uncounted=sum(c.uncounted for c in options))
         if not good:
-            chosen.append(replace(options[0], prompt_tokens=0, completion_tokens=0).after(spent))
+            chosen.append(replace(options[0], prompt_tokens=0, completion_tokens=0, uncounted=0).after(spent))
             continue
         ranked = sorted(zip(good, points, strict=True), key=lambda pair: -pair[1])
-        best = replace(ranked[0][0], prompt_tokens=0, completion_tokens=0,
+        best = replace(ranked[0][0], prompt_tokens=0, completion_tokens=0, uncounted=0,
                        candidates=tuple(Candidate(c.text, round(p, 4)) for c, p in ranked) if len(options) > 1
                        else ())
         chosen.append(best.after(spent))

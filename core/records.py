@@ -76,6 +76,7 @@ class Reply:
     recalled: tuple[Recalled, ...] = ()
     goal: str = ""
     candidates: tuple[Candidate, ...] = ()  # the usable candidates of a best-of-n turn, best first
+    uncounted: int = 0  # model calls whose tokens nobody counted (a server sent no usage, no tokenizer)
 
     @property
     def ok(self) -> bool:
@@ -84,7 +85,8 @@ class Reply:
     def after(self, earlier: Reply) -> Reply:
         """This attempt, with the tokens the earlier attempts spent added to it."""
         return replace(self, prompt_tokens=self.prompt_tokens + earlier.prompt_tokens,
-                       completion_tokens=self.completion_tokens + earlier.completion_tokens)
+                       completion_tokens=self.completion_tokens + earlier.completion_tokens,
+                       uncounted=self.uncounted + earlier.uncounted)
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class Turn:
     memories: tuple[str, ...] = ()  # the texts of the recalled memories (what the reply must not recite)
     candidates: tuple[Candidate, ...] = ()  # best-of-n: every usable candidate, best (the text) first
     model: str = ""  # the model (and adapter) that spoke the turn, e.g. "SmolLM2-135M-Instruct+loop-g2"
+    uncounted: int = 0  # model calls of this turn whose tokens are not in the counts (no usage)
 
     def __post_init__(self) -> None:
         if not self.speaker:
@@ -127,7 +130,8 @@ class Turn:
                    memory_ids=tuple(m.id for m in reply.recalled), prompt_tokens=reply.prompt_tokens,
                    completion_tokens=reply.completion_tokens, failed=failed,
                    error=(reply.error or "empty reply") if failed else "", goal=reply.goal,
-                   memories=tuple(m.text for m in reply.recalled), candidates=reply.candidates, model=model)
+                   memories=tuple(m.text for m in reply.recalled), candidates=reply.candidates, model=model,
+                   uncounted=reply.uncounted)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Turn:

@@ -15,6 +15,7 @@ from core.records import Episode, Turn
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    uncounted: int = 0  # model calls whose tokens are missing from the counts (the server sent no usage)
 
     @property
     def tokens(self) -> int:
@@ -25,10 +26,11 @@ def ledger(turns: Iterable[Turn]) -> dict[str, Usage]:
     """Tokens per base model (a turn's model without its adapter), in order of first use."""
     counts: dict[str, list[int]] = {}
     for turn in turns:
-        row = counts.setdefault((turn.model or "unknown").split("+")[0], [0, 0])
+        row = counts.setdefault((turn.model or "unknown").split("+")[0], [0, 0, 0])
         row[0] += turn.prompt_tokens
         row[1] += turn.completion_tokens
-    return {model: Usage(p, c) for model, (p, c) in counts.items()}
+        row[2] += turn.uncounted
+    return {model: Usage(*row) for model, row in counts.items()}
 
 
 def episode_turns(episodes: Iterable[Episode]) -> list[Turn]:

@@ -11,7 +11,7 @@ import networkx as nx
 
 from core.records import Episode, Turn
 from core.stats import mean_ci, welch
-from environment.budget import Budget, episode_turns, ledger
+from environment.budget import Budget, Usage, episode_turns, ledger
 from environment.critic_report import agreement_section, conversations_section, distribution_section
 from environment.graph import graph_metrics
 from environment.markdown import markdown_table
@@ -150,12 +150,22 @@ def _ledger_section(episodes: Sequence[Episode], prices: Mapping[str, Sequence[f
     """Tokens and cost per model (the conversations' turns; the critic's judge is not counted)."""
     budget = Budget(prices=dict(prices))
     used = ledger(episode_turns(episodes))
-    rows = [(model, u.prompt_tokens, u.completion_tokens,
+    rows = [(model, _counted(u.prompt_tokens, u), _counted(u.completion_tokens, u),
              f"${budget.cost({model: u}):.4f}" if model in prices else "no price given")
             for model, u in used.items()]
-    rows.append(("all", sum(u.prompt_tokens for u in used.values()),
-                 sum(u.completion_tokens for u in used.values()), f"${budget.cost(used):.4f}"))
-    return "## Ledger\n\n" + markdown_table(("model", "prompt tokens", "completion tokens", "cost"), rows)
+    total = Usage(*(sum(getattr(u, f) for u in used.values())
+                    for f in ("prompt_tokens", "completion_tokens", "uncounted")))
+    rows.append(("all", _counted(total.prompt_tokens, total), _counted(total.completion_tokens, total),
+                 f"${budget.cost(used):.4f}" + (" at least" if total.uncounted else "")))
+    note = (f"\n\nThe counts are missing for {total.uncounted:,} model calls: the server sent no usage "
+            "and no tokenizer was given to count them (`model.tokenizer`).") if total.uncounted else ""
+    return "## Ledger\n\n" + markdown_table(("model", "prompt tokens", "completion tokens", "cost"),
+                                             rows) + note
+
+
+def _counted(tokens: int, usage: Usage) -> str:
+    """A count, or what is known of it when some calls came without counts (never a bare 0)."""
+    return str(tokens) if not usage.uncounted else f"{tokens} + missing for {usage.uncounted} calls"
 
 
 def _duration(seconds: float) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -11,9 +12,11 @@ import numpy as np
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_openai import ChatOpenAI
+from pydantic import PrivateAttr
 
 from agents.models.choices import from_logprobs
 from agents.models.pool import ServerPool
+from agents.models.token_counts import TokenCounter, reply_with_usage
 from core.errors import UsageError, is_number, is_whole, require
 from core.records import Reply
 from core.seams import OnText
@@ -24,6 +27,13 @@ class OpenAICompatibleChat(ChatOpenAI):
     (one round's episodes go out together, as the local backend batches them)."""
 
     max_concurrency: int = 16
+    tokenizer_path: str | None = None  # counts the tokens of replies that come without usage
+    _counter: TokenCounter | None = PrivateAttr(default=None)
+
+    def model_post_init(self, context: Any) -> None:
+        super().model_post_init(context)
+        if self.tokenizer_path:
+            self._counter = TokenCounter(lambda: _tokenizer(str(self.tokenizer_path)))
 
     def batch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None,
               *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
@@ -48,15 +58,18 @@ class OpenAICompatibleChat(ChatOpenAI):
             overrides["temperature"] = temperature
         if max_new_tokens is not None:
             overrides |= {"max_tokens": max_new_tokens, "extra_body": {"max_tokens": max_new_tokens}}
+        rows = [list(c) for c in conversations for _ in range(candidates)]
         if candidates == 1 or seed is None:
-            rows = [list(c) for c in conversations for _ in range(candidates)]
             seeded = {} if seed is None else {"seed": seed}
-            return [_reply(m) for m in self.batch(rows, **seeded, **overrides)]
-        # LangChain's batch sends every input with the same call arguments; each candidate needs
-        # its own seed, so each goes through its own binding
-        bound = [(self.bind(seed=seed + k, **overrides), list(c))
-                 for c in conversations for k in range(candidates)]
-        return [_reply(m) for m in _concurrently(bound, self.max_concurrency)]
+            answers = self.batch(rows, **seeded, **overrides)
+        else:
+            # LangChain's batch sends every input with the same call arguments; each candidate
+            # needs its own seed, so each goes through its own binding
+            bound = [(self.bind(seed=seed + k, **overrides), list(c))
+                     for c in conversations for k in range(candidates)]
+            answers = _concurrently(bound, self.max_concurrency)
+        return [reply_with_usage(str(m.content), m.usage_metadata, row, self._counter)
+                for m, row in zip(answers, rows, strict=True)]
 
     def choice_probabilities(self, conversations: Sequence[Sequence[BaseMessage]],
                              choices: Sequence[str]) -> np.ndarray:
@@ -84,10 +97,10 @@ def _concurrently(calls: Sequence[tuple[Any, list[BaseMessage]]], limit: int) ->
         return list(pool.map(lambda call: call[0].invoke(call[1]), calls))
 
 
-def _reply(message: Any) -> Reply:
-    usage = message.usage_metadata or {}
-    return Reply(text=str(message.content), prompt_tokens=int(usage.get("input_tokens", 0)),
-                 completion_tokens=int(usage.get("output_tokens", 0)))
+def _tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
 
 
 def openai_compatible(
@@ -98,13 +111,20 @@ def openai_compatible(
     temperature: float = 0.7,
     max_concurrency: int = 16,
     timeout: float = 120,
+    tokenizer: str | None = None,
 ) -> OpenAICompatibleChat | ServerPool:
-    """One server, or a pool when ``base_url`` lists several (agents/models/pool.py)."""
+    """One server, or a pool when ``base_url`` lists several (agents/models/pool.py).
+    ``tokenizer``: a Hugging Face tokenizer folder of the served model, which counts the tokens
+    of replies that come without usage (without it their counts are reported missing)."""
     urls = [base_url] if isinstance(base_url, str) else [str(u) for u in base_url]
     require(bool(urls) and all(u.startswith(("http://", "https://")) for u in urls), "base_url",
             "allowed is an http(s) URL or a list of them", base_url if isinstance(base_url, str) else urls)
+    require(tokenizer is None or (Path(str(tokenizer)).expanduser() / "tokenizer_config.json").is_file(),
+            "tokenizer", "allowed is null or a Hugging Face tokenizer folder (with tokenizer_config.json)",
+            tokenizer)
     settings = {"model": model, "api_key_env": api_key_env, "max_new_tokens": max_new_tokens,
-                "temperature": temperature, "max_concurrency": max_concurrency, "timeout": timeout}
+                "temperature": temperature, "max_concurrency": max_concurrency, "timeout": timeout,
+                "tokenizer": str(Path(str(tokenizer)).expanduser()) if tokenizer else None}
     if len(urls) == 1:
         return _one_server(urls[0], **settings)
     # in a pool a failed request goes to the next server at once, not after the client's own retries
@@ -117,7 +137,8 @@ def is_loopback(url: str) -> bool:
 
 
 def _one_server(base_url: str, model: str, api_key_env: str, max_new_tokens: int, temperature: float,
-                max_concurrency: int, timeout: float, max_retries: int = 2) -> OpenAICompatibleChat:
+                max_concurrency: int, timeout: float, tokenizer: str | None = None, max_retries: int = 2
+                ) -> OpenAICompatibleChat:
     require(is_whole(max_new_tokens, 1, 4096), "max_new_tokens", "allowed is a whole number from 1 to 4096",
             max_new_tokens)
     require(is_number(temperature, 0, 5), "temperature", "allowed is a number from 0 to 5", temperature)
@@ -134,4 +155,4 @@ def _one_server(base_url: str, model: str, api_key_env: str, max_new_tokens: int
         base_url=base_url, model=model, api_key=key or "not-needed",
         max_tokens=max_new_tokens, temperature=temperature, timeout=timeout,
         max_concurrency=max_concurrency, extra_body={"max_tokens": max_new_tokens},
-        stream_usage=True, max_retries=max_retries)
+        stream_usage=True, max_retries=max_retries, tokenizer_path=tokenizer)

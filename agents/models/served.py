@@ -19,7 +19,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from agents.models.servers import (
     llama_server_path,
     vllm_server,
 )
+from agents.models.token_counts import TokenCounter, reply_with_usage
 from core.errors import InvalidValue, SalonError, UsageError, is_number, is_whole, require
 from core.records import Reply
 from core.rng import per_conversation
@@ -85,7 +86,7 @@ class ServedChat:
         self._lock = threading.Lock()
         self._server: ServerProcess | None = None
         self._chat: Any = None
-        self._tokenizer: Any = None
+        self._counter = TokenCounter(self._load_tokenizer)
 
     def _launch(self, log_path: Path | None) -> ServerProcess:
         raise NotImplementedError
@@ -170,25 +171,18 @@ class ServedChat:
         result = self._chat.generate([messages], n=candidates, extra_body=extra, **route)
         generations = result.generations[0]
         usage = generations[0].message.usage_metadata or {}
-        prompt = int(usage.get("input_tokens", 0))
         cached = int((usage.get("input_token_details") or {}).get("cache_read") or 0)
-        replies = [Reply(text=str(g.message.content).strip(), prompt_tokens=prompt if k == 0 else 0,
-                         completion_tokens=int(usage.get("output_tokens", 0)) if k == 0 else
-                         self._count_tokens(str(g.message.content)))
-                   for k, g in enumerate(generations)]
+        # the server's usage covers the first choice only; the model's tokenizer counts the others
+        replies = [reply_with_usage(str(g.message.content).strip(), usage if k == 0 else None, messages,
+                                    self._counter) for k, g in enumerate(generations)]
+        replies[1:] = [replace(r, prompt_tokens=0) for r in replies[1:]]  # the prompt was read once
+        prompt = replies[0].prompt_tokens
         with self._lock:
             self.usage.requests += 1
             self.usage.prompt_tokens += prompt
             self.usage.cached_tokens += cached
             self.usage.completion_tokens += sum(r.completion_tokens for r in replies)
         return replies
-
-    def _count_tokens(self, text: str) -> int:
-        """The server reports usage for the first choice only; the others are counted with the
-        model's tokenizer (its own vocabulary, so the count matches what was generated)."""
-        if self._tokenizer is None:
-            self._tokenizer = self._load_tokenizer()
-        return len(self._tokenizer.encode(text, add_special_tokens=False)) + 1
 
     def _load_tokenizer(self) -> Any:
         raise NotImplementedError
