@@ -4,7 +4,8 @@ kills itself with SIGKILL (no cleanup of any kind) at the n-th time it reaches `
 - ``turn``: inside a turn, before the model is asked;
 - ``store``: after the critic, before an episode's SQLite insert;
 - ``memory``: halfway through writing an episode's memories into chromadb;
-- ``recalls``: halfway through setting the reinforcement of an episode's recalls.
+- ``recalls``: halfway through setting the reinforcement of an episode's recalls;
+- ``registered``: right after a model is registered (before the loop records it).
 
 A test harness, not part of Salon: it patches Salon's functions from outside."""
 
@@ -61,6 +62,18 @@ def install(point: str, n: int) -> None:
             append(self, episode)
 
         SQLiteEpisodeStore.append = append_or_die  # type: ignore[method-assign]
+    elif point == "registered":
+        from training.registry import ModelRegistry
+
+        register = ModelRegistry.register
+
+        def register_then_die(self: ModelRegistry, *args: Any, **kwargs: Any) -> Any:
+            registered = register(self, *args, **kwargs)
+            if reached():
+                die()
+            return registered
+
+        ModelRegistry.register = register_then_die  # type: ignore[method-assign]
     elif point in ("memory", "recalls"):
         install_collection_kill(point, reached)
     else:

@@ -41,13 +41,19 @@ def generation_done(folder: Path, index: int) -> bool:
 
 @pytest.fixture(scope="module")
 def loop_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
-    """A loop killed (SIGKILL) right after generation 0 finished, then resumed to the end."""
+    """A loop killed (SIGKILL) right after generation 0's adapter was registered (before
+    loop.json records it), resumed and killed again right after generation 0 finished, then
+    resumed to the end."""
     folder, registry = tmp_path_factory.mktemp("loop"), tmp_path_factory.mktemp("registry")
     arguments = [*LOOP, f"paths.registry_root={registry}", f"hydra.run.dir={folder}"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     log = folder.parent / f"{folder.name}.log"  # a file, not a pipe: a full pipe would stall the run
     with log.open("w") as errors:
-        process = subprocess.Popen([PYTHON, "run.py", *arguments], cwd=ROOT, env=env, stdout=errors,
+        # registration 1 is the warm start, 2 generation 0's adapter
+        killed = subprocess.run([PYTHON, str(ROOT / "tests" / "kill_at.py"), "registered", "2", *arguments],
+                                cwd=ROOT, env=env, stdout=errors, stderr=errors, timeout=900)
+        assert killed.returncode == -9 and not generation_done(folder, 0), log.read_text()[-3000:]
+        process = subprocess.Popen([PYTHON, "run.py", f"resume={folder}"], cwd=ROOT, env=env, stdout=errors,
                                    stderr=errors)
         deadline = time.monotonic() + 900
         while not generation_done(folder, 0) and process.poll() is None and time.monotonic() < deadline:
@@ -68,6 +74,8 @@ def test_the_loop_resumes_after_a_kill_between_generations(loop_run) -> None:
     assert len(after["generations"]) == 2 and all(g["done"] for g in after["generations"])
     versions = sorted(p.parent.name for p in (registry / "models").glob("*/*/card.json"))
     assert versions == ["1", "2"]  # the warm start and generation 0's adapter, each trained once
+    name = json.loads(next((registry / "models").glob("*/2/card.json")).read_text())["name"]
+    assert after["generations"][0]["trained_adapter"] == f"{name}:2"  # found again, not retrained
 
 
 def test_dpo_steps_change_the_warm_start_adapter(loop_run) -> None:

@@ -37,18 +37,50 @@ def fresh(folder: Path) -> Path:
     return folder
 
 
+def trained_by(loop: Path, step: str) -> str:
+    """What a loop writes into the card of the adapter a step trained (``step``: warm_start, gen0...)."""
+    return f"{loop.resolve()}#{step}"
+
+
+def registered_by(cfg: DictConfig, name: str, tag: str) -> RegisteredModel | None:
+    """The adapter that the loop step ``tag`` registered before a kill stopped the loop from
+    recording it (None: the step has not registered one), so a resume does not train it twice."""
+    registry = registry_of(cfg)
+    for version in reversed(registry.versions(name)):
+        model = registry.verified(f"{name}:{version}")
+        if model.card.get("trained_by") == tag:
+            return model
+    return None
+
+
 def train_fresh(cfg: DictConfig, folder: Path, name: str) -> tuple[RegisteredModel, dict[str, Any]]:
     """SFT from `training.source` (the warm start: Persona-Chat dev 40-199) into a new adapter."""
-    folder = fresh(folder)
-    built = build_chat_data(cfg, load_runs(training_runs(cfg, folder)), [])
-    registered, result = train_and_register(cfg, built, folder, name)
-    return registered, {"examples": len(built.dataset["train"]), "train_loss": result.train_loss}
+    tag = trained_by(folder.parent, folder.name)
+    registered = registered_by(cfg, name, tag)
+    if registered is None:
+        folder = fresh(folder)
+        built = build_chat_data(cfg, load_runs(training_runs(cfg, folder)), [])
+        registered, _ = train_and_register(cfg, built, folder, name, card_extra={"trained_by": tag})
+    return registered, {"examples": registered.card["rows"]["train"],
+                        "train_loss": registered.card["metrics"]["train_loss"]}
 
 
 def train_generation(cfg: DictConfig, folder: Path, generation: Generation, held_out: list[str],
                      name: str) -> None:
     """The next adapter from this generation's episodes (all generations', with
     `loop.cumulative`); held-out characters never train. Records the result in ``generation``."""
+    tag = trained_by(folder, f"gen{generation.index}")
+    registered = (registered_by(cfg, name, tag)
+                  or _train_generation(cfg, folder, generation, held_out, name, tag))
+    metrics = registered.card["metrics"]
+    generation.dataset = dict(registered.card["rows"])
+    generation.train_loss, generation.eval_loss = metrics["train_loss"], metrics["eval_loss"]
+    generation.train_tokens_per_second = metrics["train_tokens_per_second"]
+    generation.trained_adapter = registered.ref
+
+
+def _train_generation(cfg: DictConfig, folder: Path, generation: Generation, held_out: list[str], name: str,
+                      tag: str) -> RegisteredModel:
     work = fresh(folder / f"gen{generation.index}" / "train")
     runs = [folder / f"gen{i}" for i in range(generation.index + 1)] if cfg.loop.cumulative \
         else [folder / f"gen{generation.index}"]
@@ -63,11 +95,7 @@ def train_generation(cfg: DictConfig, folder: Path, generation: Generation, held
     else:
         built = build_chat_data(method_cfg, data, held_out)
     init = registry_of(cfg).verified(generation.adapter).path if generation.adapter else None
-    registered, result = train_and_register(method_cfg, built, work, name, init)
-    generation.dataset = {k: len(v) for k, v in built.dataset.items()}
-    generation.train_loss, generation.eval_loss = result.train_loss, result.eval_loss
-    generation.train_tokens_per_second = round(result.tokens_per_second, 1)
-    generation.trained_adapter = registered.ref
+    return train_and_register(method_cfg, built, work, name, init, {"trained_by": tag})[0]
 
 
 def persona_chat(cfg: DictConfig, adapter: str, plan: AdapterPlan, rows: range, per_dialogue: int

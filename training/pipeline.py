@@ -4,7 +4,9 @@ the chat dataset -> LoRA -> registry, and the scorer dataset -> cross-encoder ->
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from hydra.utils import to_absolute_path
@@ -112,9 +114,11 @@ def train_chat(cfg: DictConfig, runs: list[Path], folder: Path, held_out: list[s
 
 
 def train_and_register(cfg: DictConfig, built: BuiltDataset, folder: Path, name: str,
-                       init_adapter: Path | None = None) -> tuple[RegisteredModel, TrainingResult]:
+                       init_adapter: Path | None = None, card_extra: Mapping[str, Any] | None = None
+                       ) -> tuple[RegisteredModel, TrainingResult]:
     """Save the dataset in ``folder``, train LoRA on it (a new adapter, or ``init_adapter``
-    further) with `training.lora`, and register the result as the next version of ``name``."""
+    further) with `training.lora`, and register the result as the next version of ``name``
+    (its card also holds ``card_extra``)."""
     save_dataset(built.dataset, folder / "dataset", built.card)
     settings: LoraTrainingConfig = instantiate(cfg.training.lora, "training.lora")
     result = train_lora(settings, base_source(cfg), built.dataset["train"], built.dataset["eval"],
@@ -123,7 +127,8 @@ def train_and_register(cfg: DictConfig, built: BuiltDataset, folder: Path, name:
             "metrics": {"train_loss": result.train_loss, "eval_loss": result.eval_loss,
                         "steps": result.steps, "train_tokens": result.train_tokens,
                         "train_seconds": round(result.seconds, 1),
-                        "train_tokens_per_second": round(result.tokens_per_second, 1)}}
+                        "train_tokens_per_second": round(result.tokens_per_second, 1)},
+            "rows": {split: len(rows) for split, rows in built.dataset.items()}, **(card_extra or {})}
     return writable_registry(cfg).register(name, "adapter", result.adapter_dir, card), result
 
 

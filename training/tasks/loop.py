@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from agents.bank import load_bank
 from agents.models.registry import NAME
 from core.errors import UsageError, require
+from core.files import atomic_write_text
 from environment import build
 from environment.build import AdapterPlan, registry_of
 from environment.tasks import simulate
@@ -104,7 +105,7 @@ def load_state(folder: Path) -> dict[str, Any]:
 
 def save_state(folder: Path, state: dict[str, Any]) -> None:
     data = {**state, "generations": [jsonable(g) for g in state["generations"]]}
-    (folder / STATE).write_text(json.dumps(data, indent=2))
+    atomic_write_text(folder / STATE, json.dumps(data, indent=2))  # a kill never leaves half a file
 
 
 def run(cfg: DictConfig) -> None:
