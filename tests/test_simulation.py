@@ -259,3 +259,20 @@ def test_task_export_of_a_folder_that_is_not_a_run_is_one_line(tmp_path: Path) -
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         f"salon: error: run={tmp_path}: no Salon run there (missing episodes.sqlite); give a run folder"]
+
+
+def test_task_estimate_predicts_the_smoke_runs_tokens(smoke, tmp_path: Path) -> None:
+    """The estimate of the smoke run's settings, calibrated on 2 of its 4 characters (another
+    draw of characters), is within a third of what the smoke run spent."""
+    result, _ = salon("task=estimate", "experiment=smoke", "estimate.characters=2",
+                      "simulation.progress=false", "+simulation.budget.prices.SmolLM2-135M-Instruct=[1,2]",
+                      f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "salon: estimate for 4 characters x 1 rounds: 2 episodes" in result.stdout
+    estimate = json.loads((tmp_path / "estimate.json").read_text())
+    assert estimate["calibration"]["episodes"] == 1 and estimate["episodes"] == 2
+    turns = [t for line in read_jsonl(smoke[2] / "episodes.jsonl") for t in line["turns"]]
+    for key in ("prompt_tokens", "completion_tokens"):
+        spent = sum(t[key] for t in turns)
+        assert abs(estimate[key] - spent) <= spent / 3, (key, estimate[key], spent)
+    assert estimate["usd"] == round((estimate["prompt_tokens"] + 2 * estimate["completion_tokens"]) / 1e6, 4)
