@@ -4,7 +4,10 @@ with the embedded model, with and without request batching on the server (`serve
 A real uvicorn server runs in this process (a thread); the requests go out concurrently over
 HTTP from an asyncio client, each to a different character of the shipped bank, greedy and with
 the same token cap. Prints one JSON line: requests/s, p50/p95 latency and the batch sizes the
-server formed, per mode, plus the machine and the share of CPU other processes took."""
+server formed, per mode, plus the machine and the share of CPU other processes took.
+`--mixed`: each client sends a valid request, a malformed one, then a valid one (the load test
+of tests/test_serve_api.py), and the line adds the status codes and the malformed requests'
+latency."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +32,15 @@ from environment.serve.characters import CharacterDirectory, open_directory
 from environment.serve.state import ServeSettings, ServeState
 
 MESSAGE = "Hello! Tell me a little about yourself and what you do."
+# what a broken client sends: each must come back 4xx, quickly, and leave the valid ones alone
+MALFORMED: list[dict[str, Any]] = [
+    {"content": b'{"model": "character/x", "messages": [', "headers": {"Content-Type": "application/json"}},
+    {"json": {"model": "character/nobody", "messages": [{"role": "user", "content": MESSAGE}]}},
+    {"json": {"model": "{model}", "messages": []}},
+    {"json": {"model": "{model}", "messages": [{"role": "wizard", "content": MESSAGE}]}},
+    {"json": {"model": "{model}", "messages": [{"role": "user", "content": MESSAGE}], "max_tokens": 10**9}},
+    {"json": {"model": "{model}", "messages": [{"role": "user", "content": "x" * 100_000}]}},
+]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -36,6 +49,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-tokens", type=int, default=48, help="new tokens per reply")
     parser.add_argument("--max-batch", type=int, default=16, help="serve.max_batch when batching")
     parser.add_argument("--modes", default="batched,unbatched", help="batched, unbatched or both")
+    parser.add_argument("--mixed", action="store_true", help="valid, malformed, valid from each client")
     return parser.parse_args(argv)
 
 
@@ -54,6 +68,37 @@ async def fire(url: str, models: Sequence[str], max_tokens: int) -> tuple[list[f
         return [r[0] for r in results], time.perf_counter() - began, sum(not ok for _, ok in results)
 
 
+def malformed(index: int, model: str) -> dict[str, Any]:
+    request = MALFORMED[index % len(MALFORMED)]
+    if "json" not in request:
+        return request
+    return {"json": {**request["json"], "model": request["json"]["model"].replace("{model}", model)}}
+
+
+async def fire_mixed(url: str, models: Sequence[str], max_tokens: int) -> dict[str, Any]:
+    """Every client at once: valid, malformed, valid; latencies of each kind and the statuses."""
+    valid = {"messages": [{"role": "user", "content": MESSAGE}], "max_tokens": max_tokens, "temperature": 0}
+    async with httpx.AsyncClient(timeout=1800) as client:
+        async def timed(**request: Any) -> tuple[float, int]:
+            started = time.perf_counter()
+            response = await client.post(f"{url}/v1/chat/completions", **request)
+            return time.perf_counter() - started, response.status_code
+
+        async def one(index: int, model: str) -> list[tuple[str, float, int]]:
+            calls = [("valid", {"json": {**valid, "model": model}}), ("malformed", malformed(index, model)),
+                     ("valid", {"json": {**valid, "model": model}})]
+            return [(kind, *(await timed(**request))) for kind, request in calls]
+
+        began = time.perf_counter()
+        results = [r for rs in await asyncio.gather(*(one(i, m) for i, m in enumerate(models))) for r in rs]
+        wall = time.perf_counter() - began
+    latency = {kind: [s for k, s, _ in results if k == kind] for kind in ("valid", "malformed")}
+    statuses = Counter(str(code) for *_, code in results)
+    quantiles = {f"{kind}_p{q}_s": round(percentile(v, q / 100), 2)
+                 for kind, v in latency.items() for q in (50, 95)}
+    return {"wall_s": round(wall, 2), "statuses": dict(sorted(statuses.items())), **quantiles}
+
+
 def percentile(values: Sequence[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -68,6 +113,10 @@ def run_mode(directory: CharacterDirectory, cfg: Any, batching: bool,
         asyncio.run(fire(server.url, models[:1], args.max_tokens))  # warm-up: first-call costs
         state.responder.batch_sizes.clear()
         before = CpuSample.now()
+        if args.mixed:
+            mixed = asyncio.run(fire_mixed(server.url, models, args.max_tokens))
+            return {**mixed, "batch_sizes": list(state.responder.batch_sizes),
+                    "others_cpu_share": round(others_cpu_share(before, CpuSample.now()), 2)}
         latencies, wall, failed = asyncio.run(fire(server.url, models, args.max_tokens))
         others = others_cpu_share(before, CpuSample.now())
     return {"requests_per_s": round(len(models) / wall, 3), "wall_s": round(wall, 2),
@@ -92,7 +141,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             log(f"{mode}: {args.requests} concurrent requests")
             result[mode] = run_mode(directory, cfg, mode == "batched", args)
             log(f"{mode}: {result[mode]}")
-        if {"batched", "unbatched"} <= set(result):
+        result["mixed"] = args.mixed
+        if {"batched", "unbatched"} <= set(result) and not args.mixed:
             batched, unbatched = result["batched"], result["unbatched"]
             result["speedup"] = round(batched["requests_per_s"] / unbatched["requests_per_s"], 2)
         result["machine"] = machine_summary(directory.model)
