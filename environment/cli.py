@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,18 +61,25 @@ def _refuse_accidental_sweeps(parsed: list) -> None:
                              "(the outer quotes for the shell); to sweep, add -m")
 
 
+QUOTING = ("""to pass text with a comma or a quote, quote the value inside the argument, as in """
+           """'seeker="I lost my job, and I feel lost"' or "seeker=\\"I'm lost\\"" (the outer quotes """
+           """for the shell); a list of paths: 'training.runs=["a","b"]'""")
+
+
 def _parse(overrides: list[str]) -> list:
-    """Hydra's own override grammar (sweeps, lists, quoting), as one-line usage errors."""
+    """Hydra's own override grammar (sweeps, lists, quoting), one argument at a time, so that a
+    value it cannot read is one usage error naming that argument and how to quote it."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    try:
-        return OverridesParser.create().parse_overrides(overrides)
-    except HydraException as error:
-        message = str(error).splitlines()[0]
-        raise UsageError(f"{message} (quote text with commas or quotes inside the argument: "
-                         f"'seeker=\"I lost my job, and I feel lost\"'; lists of paths: "
-                         f"'training.runs=[\"a\",\"b\"]')") from None
+    parser, parsed = OverridesParser.create(), []
+    for argument in overrides:
+        try:
+            parsed += parser.parse_overrides([argument])
+        except HydraException as error:
+            key, detail = argument.partition("=")[0], str(error).splitlines()[0]
+            raise UsageError(f"{key}: Hydra cannot read `{argument}` ({detail}); {QUOTING}") from None
+    return parsed
 
 
 def _values(override) -> list[str]:
@@ -100,7 +108,7 @@ def check_config(cfg: DictConfig) -> None:
     """The task's own checks (`check` beside its `run`), before Hydra makes a run folder and
     before any model loads, so a bad value leaves no half-made run behind."""
     if cfg.resume:
-        saved_config(cfg.resume)
+        check_resume_folder(cfg.resume)
         return  # a resumed run uses its saved, already checked config
     task_module(cfg).check(cfg)
 
@@ -122,7 +130,32 @@ def _compose_first(parsed: list) -> DictConfig:
             return compose("config", overrides=first)
     except (HydraException, OmegaConfBaseException) as error:
         message = str(error).splitlines()[0]
+        unknown = re.match(r"Could not override '([^']+)'", message)
+        if unknown:
+            raise UsageError(_unknown_key(unknown.group(1), first)) from None
         raise UsageError(f"{message} (see `python run.py --help` for the config groups)") from None
+
+
+def _unknown_key(key: str, first: list[str]) -> str:
+    """`society.sizee` is not in the config: the keys its nearest existing parent does have
+    (with the config-group options the command line chose)."""
+    from hydra import compose, initialize_config_dir
+
+    groups = [o for o in first if _is_group(o.partition("=")[0].lstrip("+~"))]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=groups)
+    parent = key.rpartition(".")[0]
+    while parent and not isinstance(OmegaConf.select(cfg, parent), DictConfig):
+        parent = parent.rpartition(".")[0]
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    known = sorted(k for k in node if not str(k).startswith("_"))
+    where = f"keys of {parent}" if parent else "top-level keys"
+    return (f"{key} is not a known key; the {where}: {', '.join(map(str, known))} "
+            f"(see `python run.py --help`; +{key}=... adds a new key)")
+
+
+def _is_group(key: str) -> bool:
+    return "." not in key and (CONF_DIR / key).is_dir()
 
 
 def _first_value(override) -> str:
@@ -150,6 +183,50 @@ def saved_config(resume: str) -> Path:
         raise UsageError(f"resume={resume}: no Salon run there (missing {saved.name}); "
                          "give the folder of an earlier run")
     return saved
+
+
+def check_resume_folder(resume: str) -> None:
+    """The folder of `resume=` holds a Salon run: a saved config that names its task, and an
+    episodes.sqlite (where there is one) that SQLite can read, checked without writing to it."""
+    saved = saved_config(resume)
+    if not _saved_task(saved):
+        raise UsageError(f"resume={resume}: {saved.name} is not a Salon run's config (it names no task); "
+                         "give the folder of an earlier run")
+    database = saved.parent / "episodes.sqlite"
+    if database.is_file():
+        problem = _sqlite_problem(database)
+        if problem:
+            raise UsageError(f"resume={resume}: {database.name} is damaged ({problem}); it is not "
+                             "changed: restore it from a copy, or start a new run")
+
+
+def _saved_task(saved: Path) -> str:
+    """The `task._target_` a saved config names; '' if the file is no YAML mapping or names none."""
+    import yaml
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        loaded = OmegaConf.load(saved)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, OmegaConfBaseException):
+        return ""
+    return str(OmegaConf.select(loaded, "task._target_") or "") if isinstance(loaded, DictConfig) else ""
+
+
+def _sqlite_problem(path: Path) -> str:
+    """What SQLite's quick_check finds wrong with the file ('' if nothing). `immutable=1`
+    opens it without a lock, a journal or WAL files, so the check writes nothing beside it."""
+    import sqlite3
+    from urllib.parse import quote
+
+    try:
+        connection = sqlite3.connect(f"file:{quote(str(path.resolve()))}?immutable=1", uri=True)
+        try:
+            rows = connection.execute("PRAGMA quick_check").fetchall()
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as error:
+        return str(error)
+    return "" if rows == [("ok",)] else str(rows[0][0])
 
 
 def resumed_config(cfg: DictConfig) -> DictConfig:

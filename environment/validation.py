@@ -22,9 +22,20 @@ def number(low: float, high: float | None = None) -> Callable[[Any], bool]:
     return lambda value: is_number(value, low, high)
 
 
+def boolean(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+MEMORY_CHECKS: list[Check] = [
+    ("memory.seed_importance", number(0.0, 1.0), "a number from 0 to 1"),
+    ("memory.selector_fetch", whole(1), "a whole number >= 1"),
+]
+
 RUN_CHECKS: list[Check] = [
     ("seed", whole(0), "a whole number >= 0"),
     ("simulation.rounds", whole(1), "a whole number >= 1"),
+    ("simulation.progress", boolean, "true or false"),
+    *MEMORY_CHECKS,
 ]
 
 

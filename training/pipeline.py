@@ -35,7 +35,7 @@ from training.datasets import (
 )
 from training.lora import LoraTrainingConfig, TrainingResult, train_lora
 from training.registry import ModelRegistry
-from training.runs import RunData, load_runs
+from training.runs import RunData, check_run, load_runs
 from training.scorers import CrossEncoderConfig, TrainedScorer, train_cross_encoder
 from training.selector_data import build_memory_selector_dataset
 from training.splits import as_range, dialogues
@@ -83,6 +83,17 @@ def check_source(cfg: DictConfig) -> None:
                          "allowed is runs or personachat")
     if not cfg.training.runs:
         raise UsageError("training.runs is empty: give run folders, e.g. training.runs=[outputs/runs/X]")
+
+
+def check_run_folders(cfg: DictConfig) -> None:
+    """Every folder of `training.runs` holds a run's episodes (with `training.source=runs`)."""
+    if cfg.training.source != "runs":
+        return
+    for run in cfg.training.runs:
+        try:
+            check_run(Path(to_absolute_path(run)))
+        except UsageError as error:
+            raise UsageError(f"training.runs: {error}") from None
 
 
 def training_runs(cfg: DictConfig, folder: Path) -> list[Path]:

@@ -78,14 +78,15 @@ def load_runs(run_dirs: Sequence[Path], embedder: Any = None) -> RunData:
     if len(set(folders)) != len(folders):
         raise UsageError(f"a run folder is given twice: {', '.join(map(str, folders))}")
     for folder in folders:
-        _check_run(folder)
+        check_run(folder)
     names = _run_names(folders)
     runs = tuple(_load_run(name, folder, embedder) for name, folder in zip(names, folders, strict=True))
     _check_identities(runs)
     return RunData(runs)
 
 
-def _check_run(folder: Path) -> None:
+def check_run(folder: Path) -> None:
+    """A UsageError unless ``folder`` holds a run's episodes."""
     if not folder.is_dir():
         problem = "not a folder" if folder.exists() else "not found"
         raise UsageError(f"{folder} is not a run folder: {problem}")

@@ -132,7 +132,10 @@ def _digest(path: Path) -> str:
 def resolve_model(registry: RegistryReader, ref: str, kind: str, base: str, key: str) -> RegisteredModel:
     """A registered model of ``kind`` trained on ``base``, its files checked against its card,
     or one line (naming the config ``key``) saying what is wrong."""
-    found = registry.verified(ref)
+    try:
+        found = registry.verified(ref)
+    except UsageError as error:
+        raise UsageError(f"{key}={ref}: {error}") from None
     if found.kind != kind:
         raise UsageError(f"{key}={ref}: {found.ref} is a {found.kind}, not a {kind}")
     trained_on = str(found.card.get("base_model", ""))

@@ -20,6 +20,7 @@ from core.errors import InvalidValue, UsageError
 from core.records import MemoryRecord
 from environment import build
 from environment.store import SQLiteEpisodeStore
+from environment.validation import MEMORY_CHECKS, check_values
 
 
 class UnknownCharacter(LookupError):
@@ -160,6 +161,7 @@ def check_source(cfg: DictConfig) -> None:
     source, their attributes, adapters, model, embedder and memory store."""
     source_of(cfg)
     character_attributes(cfg)
+    check_values(cfg, MEMORY_CHECKS)
     build.build_model(cfg)
     embedder = build.build_embedder(cfg)
     build.instantiate(cfg.memory.store, "memory.store", embedder=embedder, path="")

@@ -42,6 +42,8 @@ class ServeSettings:
                 self.max_messages)
         require(is_whole(self.max_new_tokens_limit, 1), "max_new_tokens_limit",
                 "allowed is a whole number >= 1", self.max_new_tokens_limit)
+        for name, flag in (("batching", self.batching), ("remember", self.remember)):
+            require(isinstance(flag, bool), name, "allowed is true or false", flag)
         key = self.api_key or (os.environ.get(self.api_key_env) if self.api_key_env else None) or None
         object.__setattr__(self, "api_key", key)
         require(is_loopback(self.host) or bool(key), "host",

@@ -13,7 +13,7 @@ from agents.bank_llm import rewrite_with_llm
 from agents.importers import personachat_personas, read_personachat, read_profile
 from agents.persona import Persona
 from agents.reconstruction import Reconstructor, reconstruction_settings, summary
-from core.errors import UsageError, require
+from core.errors import UsageError, is_whole, require
 from environment.build import build_model
 
 SOURCES = ("template", "personachat", "profile")
@@ -25,6 +25,8 @@ def check(cfg: DictConfig) -> None:
     require(settings.source in SOURCES, "bank.source", f"one of {', '.join(SOURCES)}", settings.source)
     require(settings.generator in ("template", "llm"), "bank.generator", "template or llm",
             settings.generator)
+    require(is_whole(settings.retries, 0), "bank.retries", "a whole number >= 0", settings.retries)
+    require(settings.split in ("dev", "test"), "bank.split", "dev or test", settings.split)
     if settings.source == "template":
         require(isinstance(settings.per_type, int) and settings.per_type >= 1, "bank.per_type",
                 "a whole number >= 1", settings.per_type)

@@ -18,7 +18,7 @@ from agents.interview import (
     run_interview,
 )
 from agents.interview_report import control_texts, write_jsonl, write_report
-from core.errors import require
+from core.errors import is_whole, require
 from environment.build import build_embedder, instantiate, run_dir
 from environment.serve.characters import character_key, check_character, check_source, open_directory
 
@@ -31,7 +31,13 @@ def check(cfg: DictConfig) -> None:
             "interview.limit", "a whole number >= 1, or null for all", settings.limit)
     require(isinstance(settings.turns, int) and 1 <= settings.turns <= 20, "interview.turns",
             "a whole number from 1 to 20", settings.turns)
-    load_questions(Path(to_absolute_path(settings.questions)))
+    require(is_whole(settings.max_answer_chars, 1), "interview.max_answer_chars", "a whole number >= 1",
+            settings.max_answer_chars)
+    for flag in ("remember", "protective"):
+        require(isinstance(settings[flag], bool), f"interview.{flag}", "true or false", settings[flag])
+    path = Path(to_absolute_path(settings.questions))
+    load_questions(path)
+    is_multi_turn(path, settings.mode)
     check_source(cfg)
     check_character(cfg)
     instantiate(cfg.chat, "chat")

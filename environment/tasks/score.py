@@ -21,17 +21,28 @@ def read_episodes(path: Path) -> list[Episode]:
     """Episodes in the export format, one JSON object per line; errors name file and line."""
     if not path.is_file():
         raise UsageError(f"input={path}: no such file; give an episodes.jsonl")
-    episodes = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            episodes.append(Episode.from_dict(json.loads(line)))
-        except (ValueError, KeyError, TypeError) as error:
-            raise UsageError(f"{path}, line {number}: not an episode ({error})") from None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"input={path}: cannot be read as UTF-8 text ({error})") from None
+    episodes = [_episode(line, f"input={path}, line {number}") for number, line in enumerate(lines, start=1)
+                if line.strip()]
     if not episodes:
         raise UsageError(f"input={path}: the file holds no episodes")
     return episodes
+
+
+def _episode(line: str, where: str) -> Episode:
+    try:
+        data = json.loads(line)
+    except ValueError as error:
+        raise UsageError(f"{where}: not valid JSON ({error}); one episode object per line") from None
+    try:
+        return Episode.from_dict(data)
+    except KeyError as error:
+        raise UsageError(f"{where}: not an episode (missing field {error})") from None
+    except (ValueError, TypeError, AttributeError) as error:
+        raise UsageError(f"{where}: not an episode ({error})") from None
 
 
 def input_path(cfg: DictConfig) -> Path:

@@ -10,16 +10,26 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents.importers import read_personachat
 from agents.models.registry import resolve_model
-from core.errors import UsageError
+from core.errors import UsageError, is_whole
 from environment import build
 from environment.build import AdapterPlan, base_model_name, registry_of
+from environment.validation import Check, check_values, whole
 from training.evaluate import evaluate_model, personachat_examples, write_results
+
+EVAL_CHECKS: list[Check] = [
+    ("eval.split", lambda split: split in ("dev", "test"), "dev or test"),
+    ("eval.dialogues", lambda count: count is None or is_whole(count, 1),
+     "a whole number >= 1, or null for all"),
+    ("eval.max_per_dialogue", whole(1), "a whole number >= 1"),
+    ("eval.max_new_tokens", whole(1), "a whole number >= 1"),
+]
 
 
 def check(cfg: DictConfig) -> None:
     """The evaluation set exists and every adapter to compare resolves on this base model."""
     if cfg.eval.name != "personachat":
         raise UsageError(f"eval={cfg.eval.name!r} is unknown: allowed is personachat")
+    check_values(cfg, EVAL_CHECKS)
     read_personachat(Path(to_absolute_path(cfg.eval.path)), cfg.eval.split)
     build.scoring_model_config(cfg)  # a server that returns no log-likelihoods stops here
     registry, base = registry_of(cfg), base_model_name(cfg.model)

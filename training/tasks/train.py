@@ -16,7 +16,9 @@ from environment.build import complete, instantiate
 from training.pipeline import (
     SCORER_TARGETS,
     base_source,
+    check_run_folders,
     check_source,
+    episode_filter,
     train_chat,
     train_contradiction,
     train_scorer,
@@ -38,9 +40,13 @@ def check(cfg: DictConfig) -> None:
         check_source(cfg)
     if target == "chat":
         instantiate(cfg.training.lora, "training.lora")
-        base_source(cfg)
     else:
         complete(instantiate(cfg.training.scorer, "training.scorer"), "training.scorer", output="unused")
+    if target != "contradiction":
+        episode_filter(cfg)
+        check_run_folders(cfg)
+    if target == "chat":
+        base_source(cfg)  # last: it may unpack the embedded model into the cache
 
 
 def run(cfg: DictConfig) -> None:
