@@ -3,8 +3,19 @@ GPU where there is one and bfloat16 where the hardware computes it natively."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
+
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+DEVICES = "auto, cpu, cuda, cuda:<n> or mps"
+
+
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+
+
+def is_device(value: object) -> bool:
+    return isinstance(value, str) and bool(DEVICE.fullmatch(value))
 
 
 def resolve_device(device: str) -> str:

@@ -140,6 +140,9 @@ class ConversationEngine:
         concurrency: int = 64,
     ) -> None:
         require(schedule in SCHEDULES, "schedule", f"allowed is {', '.join(SCHEDULES)}", schedule)
+        for name, flag in (("stop_on_goodbye", stop_on_goodbye), ("progress", progress),
+                           ("keep_prompts", keep_prompts)):
+            require(isinstance(flag, bool), name, "allowed is true or false", flag)
         require(is_whole(concurrency, 1, 4096), "concurrency", "allowed is a whole number from 1 to 4096",
                 concurrency)
         self.schedule, self.concurrency = schedule, concurrency

@@ -50,6 +50,7 @@ class SocietySettings:
         require(is_whole(self.size, MIN_SIZE), "size", f"allowed is a whole number >= {MIN_SIZE}", self.size)
         require(is_number(self.support_share, 0, 1), "support_share", "allowed is a number from 0 to 1",
                 self.support_share)
+        require(isinstance(self.use_scenes, bool), "use_scenes", "allowed is true or false", self.use_scenes)
         if isinstance(self.attributes, dict):
             object.__setattr__(self, "attributes", Attributes(**self.attributes))
         object.__setattr__(self, "scenes", tuple(_scene(s) for s in self.scenes))

