@@ -56,8 +56,8 @@ def check_message(text: object, limit: int) -> str:
     """The message, stripped; InvalidMessage if it is not text, empty or over ``limit``."""
     if not isinstance(text, str):
         raise InvalidMessage(f"a message must be text, got {type(text).__name__}")
-    if not text.strip():
-        raise InvalidMessage("the message is empty")
+    if not "".join(c for c in text if c.isprintable()).strip():
+        raise InvalidMessage("the message is empty (nothing printable)")
     if len(text) > limit:
         raise InvalidMessage(f"the message is {len(text)} characters long; the limit is {limit}")
     return text.strip()

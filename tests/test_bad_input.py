@@ -363,6 +363,8 @@ BAD_REQUESTS = [  # (what, body: bytes as sent or fields over a good request, st
      "messages.0.content"),
     ("blank content", {"messages": [{"role": "user", "content": "  \n "}]}, 400, "empty_message",
      "messages.0.content"),
+    ("control characters only", {"messages": [{"role": "user", "content": "\u0000\u0007 \u001b"}]}, 400,
+     "empty_message", "messages.0.content"),
 ]
 
 
