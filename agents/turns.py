@@ -24,6 +24,7 @@ from agents.ranking import TurnContext, TurnRanker
 from agents.replies import clean_reply
 from core.errors import is_whole, require
 from core.records import Candidate, Recalled, Reply, Scene
+from core.rng import per_conversation
 from core.seams import OnText
 
 
@@ -93,10 +94,11 @@ class CallStats:
 
 @dataclass(frozen=True)
 class Sampling:
-    """Per-call sampling: the seed of the first attempt (retries add 1 each) and overrides of
-    the model's temperature and reply length (None = the model's own)."""
+    """Per-call sampling: the seed of the first attempt (retries add 1 each), call-wide (request
+    i gets seed + i) or one per request, and overrides of the model's temperature and reply
+    length (None = the model's own)."""
 
-    seed: int
+    seed: int | tuple[int, ...]
     temperature: float | None = None
     max_new_tokens: int | None = None
 
@@ -113,11 +115,12 @@ def take_turns(requests: Sequence[TurnRequest], prompts: PromptBuilder, settings
     replies = [Reply(error="not generated", recalled=tuple(found), goal=r.goal)
                for r, found in zip(requests, recalled, strict=True)]
     pending = list(range(len(requests)))
+    seeds = per_conversation(sampling.seed, len(requests))
     for attempt in range(settings.retries + 1):
         if not pending:
             break
         asked = [requests[i] for i in pending]
-        this_attempt = replace(sampling, seed=sampling.seed + attempt)
+        this_attempt = replace(sampling, seed=tuple(int(seeds[i]) + attempt for i in pending))  # type: ignore[arg-type]
         outputs = generate(asked, [messages[i] for i in pending], this_attempt, settings,
                            [avoid[i] for i in pending], _relay(on_text, pending), stats)
         chosen = choose(asked, [replies[i].recalled for i in pending], outputs, settings, ranker)
@@ -217,8 +220,10 @@ def generate(requests: Sequence[TurnRequest], messages: Sequence[Sequence[BaseMe
         model = requests[indices[0]].character.model
         adapters = [requests[i].adapter for i in indices]
         started = time.perf_counter()
+        seeds = per_conversation(sampling.seed, len(requests))
         outputs = model.complete(
-            [messages[i] for i in indices], seed=sampling.seed, adapters=adapters if any(adapters) else None,
+            [messages[i] for i in indices], seed=[int(seeds[i]) for i in indices],  # type: ignore[arg-type]
+            adapters=adapters if any(adapters) else None,
             temperature=sampling.temperature, max_new_tokens=sampling.max_new_tokens,
             on_text=_relay(on_text, indices) if n == 1 else None, candidates=n,
             avoid=[avoid[i] for i in indices] if avoid is not None and settings.block_ngrams else None,

@@ -158,8 +158,17 @@ def build_engine(cfg: DictConfig, embedder: Embedder | None = None, **overrides:
     """The conversation engine of `conversation.*`, its turn scorer sharing the run's embedder;
     ``overrides`` replace some of its settings. The embedder goes in at the call, not through
     `instantiate`, which would turn a dataclass into a config node."""
+    if cfg.conversation.get("schedule") == "auto" and "schedule" not in overrides:
+        overrides = {**overrides, "schedule": auto_schedule(cfg)}
     engine = instantiate(cfg.conversation, "conversation", _partial_=True, **overrides)
     return complete(engine, "conversation", embedder=embedder)
+
+
+def auto_schedule(cfg: DictConfig) -> str:
+    """`conversation.schedule=auto`: lockstep for the in-process model (the same batches every
+    run, so the run is reproduced bit for bit; measured as fast as independent there), and
+    independent for a server, which batches across episodes itself."""
+    return "lockstep" if str(cfg.model.get("_target_", "")).endswith("LocalChatModel") else "independent"
 
 
 def build_policy(cfg: DictConfig, embedder: Embedder | None = None) -> PairingPolicy:

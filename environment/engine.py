@@ -1,10 +1,11 @@
-"""The conversation engine. By default (`schedule=independent`) every episode of a round
-advances on its own: each asks for its next turn (`agents/turns.py`) as soon as its last one is
-done, and the backend batches whatever is pending (a server's continuous batching, or the
-in-process model's micro-batcher, `agents/models/coalesce.py`), so no episode waits for the
-slowest turn of the round. `schedule=lockstep` is the older way: one batched turn of every
-active episode per step. Each episode draws its sampling seeds and goals from its own RNG
-streams, so its text does not depend on how the episodes interleave."""
+"""The conversation engine. With `schedule=independent` every episode of a round advances on
+its own: each asks for its next turn (`agents/turns.py`) as soon as its last one is done, and
+the backend batches whatever is pending (a server's continuous batching, or the in-process
+model's micro-batcher, `agents/models/coalesce.py`), so no episode waits for the slowest turn
+of the round. With `schedule=lockstep` every active episode takes one turn per step, in one
+batch: the batches are the same in every run, so a run is reproduced bit for bit (the
+composition root's `auto` picks it for the in-process model, independent for servers). Each
+episode draws its sampling seeds and goals from its own RNG streams in both."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from core.rng import GOALS, SAMPLING, RngTree
 from core.seams import Embedder, GoalChooser
 from environment.budget import BudgetReached
 
-SCHEDULES = ("independent", "lockstep")
+SCHEDULES = ("independent", "lockstep")  # the config's "auto" is resolved by the composition root
 # asked before each turn with the round's turns so far: '' to go on, else why the budget is spent
 BudgetCheck = Callable[[Sequence[Turn]], str]
 
@@ -198,17 +199,18 @@ class ConversationEngine:
         while not conversation.stop_reason and not stop.now():
             index = len(conversation.turns)
             seed = rng.seed_of(SAMPLING, plan.round, plan.id, index)
-            self._step([conversation], seed, goals, self.turn_time(now, index))
+            self._step([conversation], (seed,), [goals], self.turn_time(now, index))
         bar.update()
 
     def _lockstep(self, plans: Sequence[EpisodePlan], rng: RngTree, now: float,
                   budget: BudgetCheck | None = None) -> list[Episode]:
-        """One batched turn of every active episode per step; seeds and goals from the round's
-        streams."""
+        """One batched turn of every active episode per step, each episode with the same seeds
+        and goal stream as it would have on its own: its text is the same as with
+        `schedule=independent` wherever generation does not depend on the batch, and each step's
+        batch is the same in every run (so is the run, bit for bit)."""
         conversations = [_Conversation(plan) for plan in plans]
         stop = _Stop(conversations, budget)
-        round_index = plans[0].round if plans else 0
-        sampling, goals = rng.stream(SAMPLING, round_index), rng.stream(GOALS, round_index)
+        goals = {c.plan.id: rng.stream(GOALS, c.plan.round, c.plan.id) for c in conversations}
         bar = tqdm(total=self.rules.max_turns, desc="turns", leave=False, disable=not self.progress)
         with bar:
             try:
@@ -216,17 +218,19 @@ class ConversationEngine:
                     active = [c for c in conversations if not c.stop_reason]
                     if not active or stop.now():
                         break
-                    seed = int(sampling.integers(2**31 - 1))
-                    self._step(active, seed, goals, self.turn_time(now, index))
+                    seeds = tuple(rng.seed_of(SAMPLING, c.plan.round, c.plan.id, index) for c in active)
+                    self._step(active, seeds, [goals[c.plan.id] for c in active], self.turn_time(now, index))
                     bar.update()
             except KeyboardInterrupt:
                 raise Interrupted([self._finish(c) for c in conversations if c.stop_reason]) from None
         return self._finished(conversations, stop)
 
-    def _step(self, active: list[_Conversation], seed: int, goals: np.random.Generator, now: float) -> None:
+    def _step(self, active: list[_Conversation], seeds: tuple[int, ...], goals: list[np.random.Generator],
+              now: float) -> None:
         requests = [TurnRequest(c.speaker, c.history, c.partner.name, c.plan.roles[c.speaker.name],
-                                c.plan.scene, self._goal(c, goals)) for c in active]
-        replies = take_turns(requests, self.prompts, self.turn, now, Sampling(seed), stats=self.stats,
+                                c.plan.scene, self._goal(c, stream))
+                    for c, stream in zip(active, goals, strict=True)]
+        replies = take_turns(requests, self.prompts, self.turn, now, Sampling(seeds), stats=self.stats,
                              ranker=self.ranker)
         for conversation, reply in zip(active, replies, strict=True):
             self._record(conversation, reply)

@@ -15,8 +15,10 @@ import pytest
 
 from tests.conftest import PYTHON, ROOT
 
+# each prompt alone (model.max_batch_size=1), so generation does not depend on the batch (README,
+# Reproducibility); independent episodes, whose kill points are counted below
 RUN = ["experiment=smoke", "simulation.rounds=2", "simulation.progress=false", "conversation.candidates=2",
-       "model.max_batch_size=1"]
+       "model.max_batch_size=1", "conversation.schedule=independent"]
 # (kill point, on its n-th time in that process): see tests/kill_at.py. Round 0 has 2 episodes of
 # 2 turns, so turn 3 is inside round 0; the 2nd insert is round 0's second episode; the resume
 # after that re-runs only that episode and dies halfway through writing its memories; the next

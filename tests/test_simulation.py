@@ -90,6 +90,14 @@ def test_task_score_on_a_runs_own_episodes_reproduces_its_scores_exactly(smoke, 
     assert rescored == stored
 
 
+def test_the_same_seed_gives_the_same_run_bit_for_bit(smoke, tmp_path: Path) -> None:
+    """The default schedule in process (lockstep: the same batches every run) reproduces the
+    smoke run exactly: every text, candidate, token count and score."""
+    result, _ = salon("experiment=smoke", f"hydra.run.dir={tmp_path / 'again'}", "simulation.progress=false")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert read_jsonl(tmp_path / "again" / "episodes.jsonl") == read_jsonl(smoke[2] / "episodes.jsonl")
+
+
 def test_smoke_episodes_hold_real_model_output_and_scores(smoke) -> None:
     _, _, folder = smoke
     lines = read_jsonl(folder / "episodes.jsonl")

@@ -43,7 +43,7 @@ def test_only_rejected_replies_are_asked_again_and_every_attempt_counts() -> Non
     replies = take_turns([request(s) for s in speakers], PROMPTS, TurnSettings(retries=2), 0.0, Sampling(5))
     assert [r.text for r in replies] == ["I like long walks by the sea."] * 2
     assert [c["size"] for c in model.calls] == [2, 2]  # both failed at first, so both are retried
-    assert [c["seed"] for c in model.calls] == [5, 6]  # a retry samples with the next seed
+    assert [c["seed"] for c in model.calls] == [[5, 6], [6, 7]]  # row i: seed + i; a retry: the next seed
     assert all(r.completion_tokens == 7 for r in replies)  # the 7 words of the one accepted reply
     assert all(r.prompt_tokens > 0 for r in replies)
 
@@ -230,7 +230,7 @@ class _SeedSpeaker(ScriptedChatModel):
 
 def test_independent_episodes_say_the_same_whatever_the_interleaving() -> None:
     """Each episode draws its seeds from its own stream (keyed by its id): the same texts when
-    episodes run one at a time, all at once, or in lockstep with the round's streams not."""
+    episodes run one at a time, all at once, or in lockstep (one batch of every episode a step)."""
     people = [character(i, model=_SeedSpeaker(says(""))) for i in range(12)]
     plans = [plan(i, people[2 * i], people[2 * i + 1]) for i in range(6)]
 
@@ -241,7 +241,25 @@ def test_independent_episodes_say_the_same_whatever_the_interleaving() -> None:
 
     alone, together = texts(concurrency=1), texts(concurrency=6)
     assert alone == together and len({tuple(t) for t in alone}) == 6
-    assert texts(schedule="lockstep") != alone  # lockstep draws from the round's stream instead
+    assert texts(schedule="lockstep") == alone
+    assert texts(concurrency=6) != [[t.text for t in e.turns] for e in ConversationEngine(
+        PROMPTS, max_turns=4, min_turns=4, repetition_threshold=1.1, progress=False).run(
+        plans, RngTree(6), 0.0)]  # another seed, other texts: the test can tell
+
+
+def test_schedule_auto_is_lockstep_in_process_and_independent_on_servers() -> None:
+    """`conversation.schedule=auto` (the default) through Hydra's compose and the composition root."""
+    from hydra import compose, initialize_config_dir
+
+    from environment import build
+
+    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        schedules = {model: build.build_engine(compose("config", overrides=[f"model={model}"])).schedule
+                     for model in ("local", "llamacpp", "openai")}
+        chosen = compose("config", overrides=["conversation.schedule=independent"])
+    chosen = build.build_engine(chosen).schedule
+    assert schedules == {"local": "lockstep", "llamacpp": "independent", "openai": "independent"}
+    assert chosen == "independent"
 
 
 def test_memories_last_moves_memories_and_goal_to_the_newest_message() -> None:
