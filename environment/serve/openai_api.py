@@ -173,14 +173,14 @@ async def chat_completions(request: Request) -> JSONResponse | EventSourceRespon
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return EventSourceResponse(stream_chunks(completion_id, body.model, answer, live, include_usage),
                                    sep="\n")
-    return JSONResponse(completion(completion_id, body.model, checked(await state.queue.submit(job))))
+    return JSONResponse(completion(completion_id, body.model, await state.queue.submit(job)))
 
 
-def checked(reply: Reply) -> Reply:
-    if not reply.ok:
-        raise APIError(502, f"the model gave no usable reply ({reply.error}); nothing was stored",
-                       type="server_error", code="reply_rejected")
-    return reply
+def finish_reason(reply: Reply) -> str:
+    """'stop', or OpenAI's 'content_filter' (content omitted) when every reply the model made
+    was rejected by the cleaner: nothing is made up, nothing stored, and it is not a server
+    error; `salon.rejected` says why."""
+    return "stop" if reply.ok else "content_filter"
 
 
 def _usage(reply: Reply) -> dict[str, int]:
@@ -189,15 +189,20 @@ def _usage(reply: Reply) -> dict[str, int]:
 
 
 def salon_extra(reply: Reply) -> dict[str, Any]:
-    """Salon's additions: what the character recalled and the goal it pursued."""
+    """Salon's additions: what the character recalled, the goal it pursued and, for a reply
+    that could not be made, why (``rejected``; nothing was stored)."""
+    why = f"no usable reply ({reply.error or 'empty'}); nothing was stored"
+    rejected = {} if reply.ok else {"rejected": why}
     return {"goal": reply.goal, "memories": [
-        {"id": m.id, "text": m.text, "kind": m.kind, "score": round(m.score, 4)} for m in reply.recalled]}
+        {"id": m.id, "text": m.text, "kind": m.kind, "score": round(m.score, 4)} for m in reply.recalled],
+        **rejected}
 
 
 def completion(completion_id: str, model: str, reply: Reply) -> dict[str, Any]:
+    text = reply.text if reply.ok else ""
     return {"id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
-                         "finish_reason": "stop", "logprobs": None}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": finish_reason(reply), "logprobs": None}],
             "usage": _usage(reply), "salon": salon_extra(reply)}
 
 
@@ -228,7 +233,7 @@ async def stream_chunks(completion_id: str, model: str, answer: asyncio.Future[R
     async for delta in live_deltas(answer, live):
         yield _chunk(completion_id, model, {"content": delta})
     try:
-        reply = checked(answer.result())
+        reply = answer.result()
     except APIError as error:
         yield {"data": json.dumps(error.body)}
         return
@@ -237,11 +242,11 @@ async def stream_chunks(completion_id: str, model: str, answer: asyncio.Future[R
         yield {"data": json.dumps(APIError(500, f"internal error: {type(error).__name__}",
                                            type="server_error", code="internal_error").body)}
         return
-    rest = live.stream.finish(reply.text)
+    rest = live.stream.finish(reply.text) if reply.ok else None
     if rest:
         yield _chunk(completion_id, model, {"content": rest})
-    extra = {**salon_extra(reply), "replaced": rest is None, "text": reply.text}
-    yield _chunk(completion_id, model, {}, "stop", salon=extra)
+    extra = {**salon_extra(reply), "replaced": rest is None, "text": reply.text if reply.ok else ""}
+    yield _chunk(completion_id, model, {}, finish_reason(reply), salon=extra)
     if include_usage:
         yield {"data": json.dumps({"id": completion_id, "object": "chat.completion.chunk",
                                    "created": int(time.time()), "model": model, "choices": [],

@@ -193,6 +193,7 @@ async function streamReply(body, onDelta) {
         if (data === "[DONE]") return extra;
         const chunk = JSON.parse(data);
         if (chunk.error) throw new Error(chunk.error.message);
+        if (chunk.salon && chunk.salon.rejected) throw new Error(chunk.salon.rejected);  // nothing made up
         if (chunk.salon) extra = chunk.salon;
         const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
         if (delta && delta.content) onDelta(delta.content);
