@@ -5,6 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
+# test files run on this many workers (pytest-xdist, a whole file per worker, so module fixtures
+# are built once); much of a test's time is one-threaded (imports, model loads, subprocesses)
+TEST_WORKERS ?= 2
 
 .PHONY: run test lint bench setup clean llama-server
 
@@ -26,7 +29,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 test: lint
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 # llama.cpp's llama-server for model=llamacpp: built once per machine and CPU kind from the
 # llama.cpp tree in the pinned llama-cpp-python sdist, into ~/.cache/salon/llama.cpp (or $$SALON_CACHE).

@@ -53,6 +53,10 @@ def built(cfg: DictConfig, group: str, tmp_path: Path) -> list[object]:
         return [instantiate(cfg.critic)(embedder=instantiate(cfg.embedder), model=instantiate(cfg.model))]
     if group == "training":
         return [instantiate(cfg.training.lora), instantiate(cfg.training.scorer)(output=str(tmp_path))]
+    if group == "conversation":
+        from environment.build import build_engine
+
+        return [build_engine(cfg)]  # `schedule: auto` is resolved there, by the model it serves
     return [instantiate(cfg[group])]
 
 

@@ -1,11 +1,17 @@
 """The default critic tells real Persona-Chat dev dialogues from the same dialogues with
-swapped personas (real MiniLM embedder, the critic exactly as conf/critic/default.yaml builds it)."""
+swapped personas (real MiniLM embedder, the critic exactly as conf/critic/default.yaml builds it),
+and its contradiction expert (trained once for this file, tests/conftest.py) sees a negated fact."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 
+from agents.failures import Contradiction
 from bench.critic_validity import auc, build_critic, swap_personas
+from bench.injections import contradicting_line
 from tests.conftest import PERSONACHAT
 
 pytestmark = pytest.mark.skipif(not PERSONACHAT.is_file(), reason="shared Persona-Chat data missing")
@@ -34,3 +40,14 @@ def test_default_critic_separates_real_from_swapped_personas(dev_episodes, contr
     assert persona_auc >= 0.9, persona_auc
     assert overall_auc >= 0.8, overall_auc
     assert all(1.0 <= s.overall <= 5.0 for s in real_scores + swapped_scores)
+
+
+def test_the_contradiction_expert_sees_a_negated_persona_fact(
+        dev_episodes, contradiction_registry: Path) -> None:
+    expert = Contradiction(scorer="contradiction", registry_root=str(contradiction_registry))
+    rng = np.random.default_rng(1)
+    dialogues = dev_episodes[:8]
+    broken = [contradicting_line(d, rng) for d in dialogues]
+    before = [j["contradiction"][0] for j in expert.score(dialogues, {})]
+    after = [j["contradiction"][0] for j in expert.score([b for b in broken if b], {})]
+    assert np.mean(after) < np.mean(before) and sum(a < b for a, b in zip(after, before, strict=False)) >= 6

@@ -111,16 +111,22 @@ def test_loop_reports_both_generations_on_held_out_characters(loop_run) -> None:
 
 
 def test_adapter_swaps_into_a_plain_simulation_and_is_recorded(loop_run, tmp_path: Path) -> None:
+    """A plain `task=simulate` with the loop's settings and generation 0's adapter is generation
+    1, episode for episode: what the loop simulated after the kills is what an uninterrupted
+    loop simulates from the same generation 0 (which the kills did not make it redo)."""
     folder, registry, _ = loop_run
     adapter = json.loads((folder / "loop.json").read_text())["generations"][0]["trained_adapter"]
-    result = salon("experiment=smoke", f"model.adapter={adapter}", f"paths.registry_root={registry}",
-                   "simulation.progress=false", f"hydra.run.dir={tmp_path / 'run'}")
+    settings = [a for a in LOOP if not a.startswith("task=")]
+    result = salon(*settings, f"model.adapter={adapter}", f"paths.registry_root={registry}",
+                   f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr[-2000:]
-    for line in (tmp_path / "run" / "episodes.jsonl").read_text().splitlines():
+    lines = (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()
+    for line in lines:
         episode = json.loads(line)
         assert episode["model"].endswith(f"+{adapter}")
         assert all(label.endswith(f"+{adapter}") for label in episode["models"].values())
         assert all(turn["model"] == episode["models"][turn["speaker"]] for turn in episode["turns"])
+    assert lines == (folder / "gen1" / "episodes.jsonl").read_text().splitlines()
 
 
 @pytest.mark.parametrize("backend", ["local", "llamacpp"])

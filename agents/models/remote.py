@@ -19,6 +19,7 @@ from agents.models.pool import ServerPool
 from agents.models.token_counts import TokenCounter, reply_with_usage
 from core.errors import UsageError, is_number, is_whole, require
 from core.records import Reply
+from core.rng import per_conversation
 from core.seams import OnText
 
 
@@ -41,13 +42,14 @@ class OpenAICompatibleChat(ChatOpenAI):
             config = {"max_concurrency": self.max_concurrency}
         return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
 
-    def complete(self, conversations: Sequence[Sequence[BaseMessage]], *, seed: int | None = None,
-                 adapters: Sequence[str] | None = None, temperature: float | None = None,
-                 max_new_tokens: int | None = None, on_text: OnText | None = None, candidates: int = 1,
-                 avoid: Sequence[Any] | None = None, block_ngrams: int = 4) -> list[Reply]:
+    def complete(self, conversations: Sequence[Sequence[BaseMessage]], *,
+                 seed: int | Sequence[int] | None = None, adapters: Sequence[str] | None = None,
+                 temperature: float | None = None, max_new_tokens: int | None = None,
+                 on_text: OnText | None = None, candidates: int = 1, avoid: Sequence[Any] | None = None,
+                 block_ngrams: int = 4) -> list[Reply]:
         """Concurrent requests; the server answers each whole (``on_text`` is not called).
-        Adapters are chosen server-side by model name (``model.model``), not per row. ``n``
-        candidates are n requests with seeds seed, seed+1, ... (the server's prefix cache
+        Adapters are chosen server-side by model name (``model.model``), not per row. A row's
+        ``n`` candidates are n requests with its seed s, s+1, ... (the server's prefix cache
         serves the shared prompt). An OpenAI-compatible server cannot forbid n-grams, so
         ``avoid`` is left to the turn scorer, which ranks copies last."""
         if adapters and any(adapters):
@@ -59,14 +61,14 @@ class OpenAICompatibleChat(ChatOpenAI):
         if max_new_tokens is not None:
             overrides |= {"max_tokens": max_new_tokens, "extra_body": {"max_tokens": max_new_tokens}}
         rows = [list(c) for c in conversations for _ in range(candidates)]
-        if candidates == 1 or seed is None:
-            seeded = {} if seed is None else {"seed": seed}
-            answers = self.batch(rows, **seeded, **overrides)
+        if seed is None:
+            answers = self.batch(rows, **overrides)
         else:
-            # LangChain's batch sends every input with the same call arguments; each candidate
-            # needs its own seed, so each goes through its own binding
-            bound = [(self.bind(seed=seed + k, **overrides), list(c))
-                     for c in conversations for k in range(candidates)]
+            # LangChain's batch sends every input with the same call arguments; each row and
+            # candidate needs its own seed (core.rng.per_conversation), so each has its own binding
+            seeds = per_conversation(seed, len(conversations))
+            bound = [(self.bind(seed=int(s) + k, **overrides), list(c))  # type: ignore[arg-type]
+                     for c, s in zip(conversations, seeds, strict=True) for k in range(candidates)]
             answers = _concurrently(bound, self.max_concurrency)
         return [reply_with_usage(str(m.content), m.usage_metadata, row, self._counter)
                 for m, row in zip(answers, rows, strict=True)]
