@@ -19,7 +19,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -172,10 +172,11 @@ class ServedChat:
         generations = result.generations[0]
         usage = generations[0].message.usage_metadata or {}
         cached = int((usage.get("input_token_details") or {}).get("cache_read") or 0)
-        # the server's usage covers the first choice only; the model's tokenizer counts the others
-        replies = [reply_with_usage(str(g.message.content).strip(), usage if k == 0 else None, messages,
-                                    self._counter) for k, g in enumerate(generations)]
-        replies[1:] = [replace(r, prompt_tokens=0) for r in replies[1:]]  # the prompt was read once
+        # the server's usage covers the first choice only (the prompt was read once); the model's
+        # tokenizer counts the other choices' replies
+        texts = [str(g.message.content).strip() for g in generations]
+        replies = [reply_with_usage(texts[0], usage, messages, self._counter)]
+        replies += [Reply(text=t, completion_tokens=self._counter.reply(t)) for t in texts[1:]]
         prompt = replies[0].prompt_tokens
         with self._lock:
             self.usage.requests += 1
