@@ -9,8 +9,9 @@ episode draws its sampling seeds and goals from its own RNG streams in both."""
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ from core.rng import GOALS, SAMPLING, RngTree
 from core.seams import Embedder, GoalChooser
 from environment.budget import BudgetReached
 
+log = logging.getLogger(__name__)
 SCHEDULES = ("independent", "lockstep")  # the config's "auto" is resolved by the composition root
 # asked before each turn with the round's turns so far: '' to go on, else why the budget is spent
 BudgetCheck = Callable[[Sequence[Turn]], str]
@@ -163,16 +165,21 @@ class ConversationEngine:
         return now + index / (10 * self.rules.max_turns)
 
     def run(self, plans: Sequence[EpisodePlan], rng: RngTree, now: float,
-            budget: BudgetCheck | None = None) -> list[Episode]:
+            budget: BudgetCheck | None = None, stored: Mapping[str, Episode] | None = None) -> list[Episode]:
         """Every plan to its end, in the plans' order. ``budget(turns of the round so far)`` is
         asked before every turn; once it says why it is spent, no turn starts and BudgetReached
-        carries the episodes that had finished (the others are re-run on resume)."""
+        carries the episodes that had finished (the others are re-run on resume).
+        ``stored``: the round's episodes already stored (a resumed round), by id; they are not
+        returned. With lockstep they are generated again beside the others (see _lockstep)."""
+        stored = stored or {}
+        if not any(p.id not in stored for p in plans):
+            return []
         if self.schedule == "lockstep":
-            return self._lockstep(plans, rng, now, budget)
-        conversations = [_Conversation(plan) for plan in plans]
+            return self._lockstep(plans, rng, now, budget, stored)
+        conversations = [_Conversation(plan) for plan in plans if plan.id not in stored]
         stop = _Stop(conversations, budget)
-        bar = tqdm(total=len(plans), desc="episodes", leave=False, disable=not self.progress)
-        with bar, ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(plans)))) as pool:
+        bar = tqdm(total=len(conversations), desc="episodes", leave=False, disable=not self.progress)
+        with bar, ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(conversations)))) as pool:
             futures = [pool.submit(self._converse, c, rng, now, stop, bar) for c in conversations]
             try:
                 done, _ = wait(futures, return_when=FIRST_EXCEPTION)
@@ -203,27 +210,46 @@ class ConversationEngine:
         bar.update()
 
     def _lockstep(self, plans: Sequence[EpisodePlan], rng: RngTree, now: float,
-                  budget: BudgetCheck | None = None) -> list[Episode]:
+                  budget: BudgetCheck | None, stored: Mapping[str, Episode]) -> list[Episode]:
         """One batched turn of every active episode per step, each episode with the same seeds
         and goal stream as it would have on its own: its text is the same as with
         `schedule=independent` wherever generation does not depend on the batch, and each step's
-        batch is the same in every run (so is the run, bit for bit)."""
-        conversations = [_Conversation(plan) for plan in plans]
+        batch is the same in every run (so is the run, bit for bit). Generation does depend on
+        the batch (padding, batch size), so a resumed round generates its stored episodes again
+        beside the others, to give every step the batch it had, and drops them at the end."""
+        everyone = [_Conversation(plan) for plan in plans]
+        conversations = [c for c in everyone if c.plan.id not in stored]
         stop = _Stop(conversations, budget)
-        goals = {c.plan.id: rng.stream(GOALS, c.plan.round, c.plan.id) for c in conversations}
+        goals = {c.plan.id: rng.stream(GOALS, c.plan.round, c.plan.id) for c in everyone}
+        if stored:
+            log.info("resuming a round: %d stored episodes are generated again beside the %d others, so that "
+                     "each batch is the one the uninterrupted run had", len(everyone) - len(conversations),
+                     len(conversations))
         bar = tqdm(total=self.rules.max_turns, desc="turns", leave=False, disable=not self.progress)
         with bar:
             try:
                 for index in range(self.rules.max_turns):
-                    active = [c for c in conversations if not c.stop_reason]
-                    if not active or stop.now():
+                    active = [c for c in everyone if not c.stop_reason]
+                    if not any(c.plan.id not in stored for c in active) or stop.now():
                         break
                     seeds = tuple(rng.seed_of(SAMPLING, c.plan.round, c.plan.id, index) for c in active)
                     self._step(active, seeds, [goals[c.plan.id] for c in active], self.turn_time(now, index))
                     bar.update()
             except KeyboardInterrupt:
                 raise Interrupted([self._finish(c) for c in conversations if c.stop_reason]) from None
+        self._compare_replays([c for c in everyone if c.plan.id in stored], stored)
         return self._finished(conversations, stop)
+
+    def _compare_replays(self, replayed: Sequence[_Conversation], stored: Mapping[str, Episode]) -> None:
+        """A replayed episode that is not its stored self means generation here is not
+        reproducible (another machine, library or dtype): the resumed round may then differ."""
+        for conversation in replayed:
+            said = [(t.speaker, t.text) for t in stored[conversation.plan.id].turns]
+            again = [(t.speaker, t.text) for t in conversation.turns]
+            if again[:len(said)] != said[:len(again)]:
+                log.warning("episode %s came out differently when generated again on resume: the resumed "
+                            "round may differ from an uninterrupted run (see README, Reproducibility)",
+                            conversation.plan.id)
 
     def _step(self, active: list[_Conversation], seeds: tuple[int, ...], goals: list[np.random.Generator],
               now: float) -> None:

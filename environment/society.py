@@ -94,28 +94,41 @@ class Society:
 
     def run_round(self, round_index: int, budget: BudgetCheck | None = None) -> list[Episode]:
         """Pair, converse, score, store, remember. A round's draws come from its own RNG
-        streams, so a resumed round replays its pairing and skips the episodes already stored.
+        streams, so a resumed round replays its pairing and re-runs only the episodes not yet
+        stored, from the memory state the round began with (see _rewind).
         When ``budget`` says it is spent, the finished episodes are kept and BudgetReached
         goes up; the round stays incomplete, so a resume runs the rest."""
         self.store.begin_round(round_index)
         plans = self.plan_round(round_index, self._graph_before(round_index))
-        done = self.store.ids()
-        plans = [p for p in plans if p.id not in done]
-        self.characters[0].memory.forget_episodes([p.id for p in plans])
-        for episode in self.store.iter_episodes(round_index):  # a kill may have cut their commit short
-            self._remember(episode, self.recalls.of(i for t in episode.turns for i in t.memory_ids))
+        stored = {e.id: e for e in self.store.iter_episodes(round_index)}
+        self._rewind(round_index, plans, stored)
         try:
-            episodes = self.engine.run(plans, self.rng, now=float(round_index), budget=budget)
+            episodes = self.engine.run(plans, self.rng, now=float(round_index), budget=budget, stored=stored)
         except Interrupted as interrupted:
-            self._keep(interrupted.finished, round_index)
+            self._keep(plans, stored, interrupted.finished)
             raise KeyboardInterrupt from None
         except BudgetReached as spent:
-            self._keep(spent.finished, round_index)
+            self._keep(plans, stored, spent.finished)
             raise
-        kept = self._keep(episodes, round_index)
+        kept = self._keep(plans, stored, episodes)
         self.policy.observe(self.store.episodes(round_index), self.graph)
         self.store.complete_round(round_index)
         return kept
+
+    def _rewind(self, round_index: int, plans: Sequence[EpisodePlan], stored: Mapping[str, Episode]) -> None:
+        """Memory as the round began: a kill may have left some of the round's commits in
+        memory (its episodes' memories, their recalls' reinforcement), whole or in part. The
+        round's episodes see none of them while they run (the lockstep engine generates the
+        stored ones again), and _keep commits them all afterwards."""
+        memory = self.characters[0].memory
+        memory.forget_episodes([p.id for p in plans])
+        recalled = {i for e in stored.values() for t in e.turns for i in t.memory_ids}
+        if recalled:
+            before = RecallHistory()
+            for episode in self.store.iter_episodes():
+                if episode.round < round_index:
+                    before.add(self._recall_times(episode))
+            memory.set_recalls(before.at(recalled))
 
     def _graph_before(self, round_index: int) -> nx.Graph:
         """The graph as it stood when the round began: a resumed round must not see its own
@@ -128,6 +141,9 @@ class Society:
     def plan_round(self, round_index: int, graph: nx.Graph | None = None) -> list[EpisodePlan]:
         pairing = self.rng.stream(PAIRING, round_index)
         pairs = self.policy(self.characters, self.graph if graph is None else graph, pairing, round_index)
+        names = [c.name for pair in pairs for c in pair]
+        if len(set(names)) != len(names):  # the policies' contract; resume relies on it
+            raise ValueError(f"the pairing policy put a character in two pairs of round {round_index}")
         encounters = self.rng.stream(ENCOUNTERS, round_index)
         return [self._plan(round_index, i, a, b, encounters) for i, (a, b) in enumerate(pairs)]
 
@@ -140,20 +156,24 @@ class Society:
         scene = scenes[int(rng.integers(len(scenes)))] if scenes else None
         return EpisodePlan(f"r{round_index:03d}-e{index:03d}", round_index, (a, b), roles, scene)
 
-    def _keep(self, episodes: Sequence[Episode], round_index: int) -> list[Episode]:
-        """Score, then per episode: one store transaction (the commit), then what it changes in
-        memory (its memories, its recalls' reinforcement). Memory follows from the stored
-        episodes alone, so a resumed round sets it again for its stored episodes (idempotent)
-        and an episode that never reached the store left nothing in memory."""
-        if not episodes:
-            return []
-        scored = [e.with_scores(s) for e, s in
-                  zip(episodes, self.critic.score(episodes, self.personas), strict=True)]
-        for episode in scored:
-            self.store.append(episode)
-            self._remember(episode, self.recalls.add(self._recall_times(episode)))
-            update_graph(self.graph, episode)
-        return scored
+    def _keep(self, plans: Sequence[EpisodePlan], stored: Mapping[str, Episode],
+              episodes: Sequence[Episode]) -> list[Episode]:
+        """Score the new episodes, then commit the round's episodes in the plans' order: a new
+        one's commit is its store transaction, then what it changes in memory (its memories, its
+        recalls' reinforcement); a stored one's is only the latter. Memory follows from the
+        stored episodes alone, so an episode that never reached the store left nothing in it."""
+        scores = self.critic.score(episodes, self.personas) if episodes else []
+        scored = {e.id: e.with_scores(s) for e, s in zip(episodes, scores, strict=True)}
+        for plan in plans:
+            if plan.id in stored:
+                episode = stored[plan.id]
+                self._remember(episode, self.recalls.of(i for t in episode.turns for i in t.memory_ids))
+            elif plan.id in scored:
+                episode = scored[plan.id]
+                self.store.append(episode)
+                self._remember(episode, self.recalls.add(self._recall_times(episode)))
+                update_graph(self.graph, episode)
+        return list(scored.values())
 
     def _remember(self, episode: Episode, recalls: Mapping[str, RecallCount]) -> None:
         memory = self.characters[0].memory

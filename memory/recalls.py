@@ -27,4 +27,9 @@ class RecallHistory:
         return touched
 
     def of(self, ids: Iterable[str]) -> dict[str, RecallCount]:
+        """The counts of these memories that were recalled."""
         return {memory: self._counts[memory] for memory in ids if memory in self._counts}
+
+    def at(self, ids: Iterable[str]) -> dict[str, RecallCount]:
+        """The counts of these memories, never-recalled ones included (count 0)."""
+        return {memory: self._counts.get(memory, RecallCount(0, -math.inf)) for memory in ids}

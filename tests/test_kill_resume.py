@@ -15,16 +15,17 @@ import pytest
 
 from tests.conftest import PYTHON, ROOT
 
-# each prompt alone (model.max_batch_size=1), so generation does not depend on the batch (README,
-# Reproducibility); independent episodes, whose kill points are counted below
-RUN = ["experiment=smoke", "simulation.rounds=2", "simulation.progress=false", "conversation.candidates=2",
-       "model.max_batch_size=1", "conversation.schedule=independent"]
-# (kill point, on its n-th time in that process): see tests/kill_at.py. Round 0 has 2 episodes of
-# 2 turns, so turn 3 is inside round 0; the 2nd insert is round 0's second episode; the resume
-# after that re-runs only that episode and dies halfway through writing its memories; the next
-# one replays both stored episodes (2 reinforcement updates), runs round 1 and dies halfway
-# through round 1's first reinforcement; the last resume finishes.
-KILLS = [("turn", 3), ("store", 2), ("memory", 1), ("recalls", 3)]
+# the default schedule in process (lockstep) and its batching: a resumed round generates its
+# stored episodes again beside the others, so that every batch is as it was
+RUN = ["experiment=smoke", "simulation.rounds=2", "simulation.progress=false", "conversation.candidates=2"]
+# (kill point, on its n-th time in that process): see tests/kill_at.py. Each round has 2 episodes
+# of 2 turns, one batched step per turn, and a resumed round first takes back what its stored
+# episodes' commits left in memory. 1: dies before round 0's second insert. 2: re-runs round 0
+# (episode 0 again beside episode 1) and dies before its second step. 3: the same, then dies
+# halfway through writing episode 0's memories (its commit again). 4: the same, stores episode 1;
+# reinforcement updates: the rewind, episodes 0 and 1, then round 1's first episode, halfway
+# through which it dies. The last resume re-runs round 1 (episode 0 again) and finishes.
+KILLS = [("store", 2), ("turn", 2), ("memory", 1), ("recalls", 4)]
 TIMEOUT = 600
 
 
@@ -63,17 +64,24 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[int
     whole, killed = tmp_path_factory.mktemp("whole") / "run", tmp_path_factory.mktemp("killed") / "run"
     result = salon([*RUN, f"hydra.run.dir={whole}"])
     assert result.returncode == 0, result.stderr[-3000:]
-    codes = []
+    resumes = []
     for index, (point, n) in enumerate(KILLS):
         arguments = [*RUN, f"hydra.run.dir={killed}"] if index == 0 else [f"resume={killed}"]
-        codes.append(killed_at(point, n, arguments).returncode)
-    result = salon([f"resume={killed}"])
-    assert result.returncode == 0, result.stderr[-3000:]
-    return whole, killed, codes
+        resumes.append(killed_at(point, n, arguments))
+    resumes.append(salon([f"resume={killed}"]))
+    assert resumes[-1].returncode == 0, resumes[-1].stderr[-3000:]
+    return whole, killed, resumes
 
 
 def test_every_kill_point_was_reached(runs) -> None:
-    assert runs[2] == [-signal.SIGKILL] * len(KILLS)
+    assert [r.returncode for r in runs[2][:-1]] == [-signal.SIGKILL] * len(KILLS)
+
+
+def test_resumed_rounds_generated_their_stored_episodes_again_and_the_same(runs) -> None:
+    logs = [r.stdout + r.stderr for r in runs[2]]
+    replayed = [i for i, text in enumerate(logs) if "stored episodes are generated again" in text]
+    assert replayed == [1, 2, 3, 4]  # resumes into round 0 (three times) and into round 1
+    assert not any("came out differently" in text for text in logs)
 
 
 def test_the_killed_and_resumed_run_equals_the_uninterrupted_one(runs) -> None:

@@ -135,10 +135,10 @@ def test_a_round_stores_scored_episodes_and_their_memories(tmp_path: Path) -> No
 class _StopAfter(ConversationEngine):
     """Ctrl-C after the first episode of the round has finished."""
 
-    def run(self, plans, rng, now, budget=None):
+    def run(self, plans, rng, now, budget=None, stored=None):
         from environment.engine import Interrupted
 
-        finished = super().run(plans, rng, now, budget)
+        finished = super().run(plans, rng, now, budget, stored)
         raise Interrupted(finished[:1])
 
 
