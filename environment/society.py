@@ -119,7 +119,10 @@ class Society:
         """Memory as the round began: a kill may have left some of the round's commits in
         memory (its episodes' memories, their recalls' reinforcement), whole or in part. The
         round's episodes see none of them while they run (the lockstep engine generates the
-        stored ones again), and _keep commits them all afterwards."""
+        stored ones again), and _keep commits them all afterwards. An episode's memories come
+        after its insert, so a round without stored episodes has nothing to take back."""
+        if not stored:
+            return
         memory = self.characters[0].memory
         memory.forget_episodes([p.id for p in plans])
         recalled = {i for e in stored.values() for t in e.turns for i in t.memory_ids}

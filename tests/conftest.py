@@ -59,8 +59,8 @@ def contradiction_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("registry")
     result = subprocess.run(
         [PYTHON, "run.py", "task=train", "training.target=contradiction",
-         "training.personachat_dialogues=[40,200]", "training.scorer.epochs=0.25", f"paths.registry_root={root}",
-         f"hydra.run.dir={root / 'run'}"],
+         "training.personachat_dialogues=[40,200]", "training.scorer.epochs=0.25",
+         f"paths.registry_root={root}", f"hydra.run.dir={root / 'run'}"],
         cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "trained contradiction:1" in result.stdout

@@ -78,6 +78,38 @@ def test_the_loop_resumes_after_a_kill_between_generations(loop_run) -> None:
     assert after["generations"][0]["trained_adapter"] == f"{name}:2"  # found again, not retrained
 
 
+TIMINGS = ("seconds", "train_tokens_per_second")  # wall-clock figures: never equal between two runs
+
+
+@pytest.fixture(scope="module")
+def whole_loop(loop_run, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The same loop, uninterrupted (its folder named like the killed one's: adapters are named
+    after the loop's folder)."""
+    folder = tmp_path_factory.mktemp("whole") / loop_run[0].name
+    registry = tmp_path_factory.mktemp("whole_registry")
+    result = salon(*LOOP, f"paths.registry_root={registry}", f"hydra.run.dir={folder}", timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder, registry
+
+
+def test_the_killed_and_resumed_loop_equals_the_uninterrupted_one(loop_run, whole_loop) -> None:
+    from safetensors.numpy import load_file
+
+    (killed, killed_registry, _), (whole, whole_registry) = loop_run, whole_loop
+    state, expected = (json.loads((f / "loop.json").read_text()) for f in (killed, whole))
+    for mine, theirs in zip(state["generations"], expected["generations"], strict=True):
+        assert {k: v for k, v in mine.items() if k not in TIMINGS} == \
+            {k: v for k, v in theirs.items() if k not in TIMINGS}
+    assert state["test"] == expected["test"] and state["held_out"] == expected["held_out"]
+    for generation in ("gen0", "gen1"):
+        assert (killed / generation / "episodes.jsonl").read_text() == \
+            (whole / generation / "episodes.jsonl").read_text()
+    adapters = [load_file(next(r.glob("models/*/2/**/adapter_model.safetensors")))
+                for r in (killed_registry, whole_registry)]
+    assert adapters[0].keys() == adapters[1].keys()
+    assert all(np.array_equal(adapters[0][k], adapters[1][k]) for k in adapters[0])
+
+
 def test_dpo_steps_change_the_warm_start_adapter(loop_run) -> None:
     from safetensors.numpy import load_file
 
