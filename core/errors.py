@@ -29,6 +29,10 @@ class InvalidValue(UsageError):
         return InvalidValue(f"{prefix}.{self.key}" if prefix else self.key, self.allowed, self.value)
 
 
+class ModelCallFailed(SalonError):
+    """A model server did not answer (down, or slower than its timeout)."""
+
+
 class MissingPackageError(SalonError):
     """A model or library package is not installed."""
 

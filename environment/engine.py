@@ -55,6 +55,15 @@ class _Stop:
         return bool(self.spent)
 
 
+class RoundFailed(Exception):
+    """A turn failed with an error (a model server down, say); carries the episodes that had
+    finished, so that they are kept, and the error."""
+
+    def __init__(self, finished: list[Episode], error: Exception) -> None:
+        super().__init__(str(error))
+        self.finished, self.error = finished, error
+
+
 class Interrupted(Exception):
     """Ctrl-C during a round; carries the episodes that had already finished."""
 
@@ -187,15 +196,22 @@ class ConversationEngine:
                     future.result()  # a failure in an episode's thread is raised here
             except KeyboardInterrupt:
                 stop.event.set()
-                raise Interrupted([self._finish(c) for c in conversations if c.stop_reason]) from None
+                raise Interrupted(self._done(conversations)) from None
+            except Exception as error:
+                stop.event.set()
+                wait(futures)  # the other episodes stop at their next turn; those that finished are kept
+                raise RoundFailed(self._done(conversations), error) from error
             except BaseException:
                 stop.event.set()
                 raise
         return self._finished(conversations, stop)
 
+    def _done(self, conversations: Sequence[_Conversation]) -> list[Episode]:
+        return [self._finish(c) for c in conversations if c.stop_reason]
+
     def _finished(self, conversations: list[_Conversation], stop: _Stop) -> list[Episode]:
         if stop.spent:
-            raise BudgetReached(stop.spent, [self._finish(c) for c in conversations if c.stop_reason])
+            raise BudgetReached(stop.spent, self._done(conversations))
         return [self._finish(c) for c in conversations]
 
     def _converse(self, conversation: _Conversation, rng: RngTree, now: float, stop: _Stop,
@@ -236,7 +252,9 @@ class ConversationEngine:
                     self._step(active, seeds, [goals[c.plan.id] for c in active], self.turn_time(now, index))
                     bar.update()
             except KeyboardInterrupt:
-                raise Interrupted([self._finish(c) for c in conversations if c.stop_reason]) from None
+                raise Interrupted(self._done(conversations)) from None
+            except Exception as error:
+                raise RoundFailed(self._done(conversations), error) from error
         self._compare_replays([c for c in everyone if c.plan.id in stored], stored)
         return self._finished(conversations, stop)
 

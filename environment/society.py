@@ -17,7 +17,7 @@ from core.records import Episode, RecallCount, Scene
 from core.rng import ENCOUNTERS, PAIRING, RngTree
 from core.seams import EpisodeStore, PairingPolicy
 from environment.budget import BudgetReached
-from environment.engine import BudgetCheck, ConversationEngine, EpisodePlan, Interrupted
+from environment.engine import BudgetCheck, ConversationEngine, EpisodePlan, Interrupted, RoundFailed
 from environment.graph import build_graph, update_graph
 from memory.recalls import RecallHistory, TurnRecalls
 from memory.writer import EpisodeMemoryWriter
@@ -110,6 +110,9 @@ class Society:
         except BudgetReached as spent:
             self._keep(plans, stored, spent.finished)
             raise
+        except RoundFailed as failed:
+            self._keep(plans, stored, failed.finished)
+            raise failed.error from None
         kept = self._keep(plans, stored, episodes)
         self.policy.observe(self.store.episodes(round_index), self.graph)
         self.store.complete_round(round_index)

@@ -113,3 +113,14 @@ def test_a_missing_server_is_one_line_before_any_work(tmp_path: Path) -> None:
         "salon: error: model.binary='/nowhere/llama-server' is invalid: no llama-server at "
         "/nowhere/llama-server: build it with `make llama-server`"]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_server_slower_than_its_timeout_is_one_line_and_the_server_stops(tmp_path: Path) -> None:
+    before = set(servers())
+    result = salon("model=llamacpp", "model.timeout=0.01", "experiment=smoke",
+                   f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("salon: error:")]
+    assert len(errors) == 1 and "did not answer a request within model.timeout=0.01 s" in errors[0]
+    assert f"resume={tmp_path / 'run'} continues" in errors[0]
+    assert set(servers()) <= before

@@ -282,3 +282,29 @@ def test_memories_last_moves_memories_and_goal_to_the_newest_message() -> None:
     assert "Crete" not in str(last[0].content) and "Crete" in str(last[-1].content)
     assert "In your next reply, ask a question." in str(last[-1].content) and last[-1].type == "system"
     assert "Crete" in str(first[0].content) and first[-1].type == "human" and len(first) == len(last) - 1
+
+
+@pytest.mark.parametrize("schedule", ["independent", "lockstep"])
+def test_a_model_failure_keeps_the_finished_episodes_and_memories(tmp_path: Path, schedule: str) -> None:
+    """A server that stops answering ends the round with its error (one line at the CLI); the
+    episodes that had finished are stored and remembered, the round stays open for resume."""
+    from core.errors import ModelCallFailed
+
+    def script(messages, number):  # Person 0 ends its episode at once; Person 3's turn fails
+        speaker = str(messages[0].content).split("You are ")[1].split(".")[0].split(",")[0]
+        if speaker == "Person 3":
+            raise ModelCallFailed("the server did not answer")
+        return "Goodbye, take care!" if speaker == "Person 0" else "I grow tomatoes on my balcony."
+
+    memory, model = InMemoryMemoryStore(), ScriptedChatModel(script)
+    people = [character(i, memory, model) for i in range(4)]
+    engine = ConversationEngine(PROMPTS, max_turns=6, min_turns=1, progress=False, schedule=schedule)
+    plans = [plan(0, people[0], people[1]), plan(1, people[2], people[3])]
+    world = Society(people, RandomPairing(), engine, FlatCritic(), SQLiteEpisodeStore(tmp_path / "s.sqlite"),
+                    RngTree(0))
+    world.plan_round = lambda index, graph=None: plans  # the pairs this test needs
+    with pytest.raises(ModelCallFailed, match="did not answer"):
+        world.run_round(0)
+    assert [(e.id, e.stop_reason) for e in world.store.episodes()] == [("r000-e000", "goodbye")]
+    assert world.store.completed_rounds() == 0
+    assert {r.episode_id for _, r in memory.records if r.episode_id} == {"r000-e000"}

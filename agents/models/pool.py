@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import numpy as np
 from langchain_core.messages import BaseMessage
 
+from core.errors import ModelCallFailed
 from core.records import Reply
 from core.rng import per_conversation
 from core.seams import ChatModel, OnText
@@ -30,7 +31,7 @@ class Member:
     failing: int = 0  # failures since its last success: a failing server is tried last
 
 
-class AllServersFailed(RuntimeError):
+class AllServersFailed(ModelCallFailed):
     """Every server refused one request; carries the last error."""
 
 

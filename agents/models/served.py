@@ -38,7 +38,7 @@ from agents.models.servers import (
     vllm_server,
 )
 from agents.models.token_counts import TokenCounter, reply_with_usage
-from core.errors import InvalidValue, SalonError, UsageError, is_number, is_whole, require
+from core.errors import InvalidValue, ModelCallFailed, SalonError, UsageError, is_number, is_whole, require
 from core.records import Reply
 from core.rng import per_conversation
 from core.seams import OnText
@@ -82,6 +82,9 @@ class ServedChat:
             raise InvalidValue("adapter", "allowed is one of the loaded adapters", adapter)
         self.cache_dir, self.timeout, self.startup_timeout = cache_dir, timeout, startup_timeout
         self.max_concurrency, self.log_dir = max_concurrency, log_dir
+        # requests in flight at once, over all the episodes' threads: more would only wait in the
+        # server's queue, where the request's timeout runs
+        self._in_flight = threading.BoundedSemaphore(max_concurrency)
         self.usage = ServedUsage()
         self._lock = threading.Lock()
         self._server: ServerProcess | None = None
@@ -146,8 +149,9 @@ class ServedChat:
                  on_text: OnText | None = None, candidates: int = 1, avoid: Sequence[Any] | None = None,
                  block_ngrams: int = 4) -> list[Reply]:
         """One request per conversation (``candidates`` choices each, the prompt read once),
-        up to ``max_concurrency`` at a time. The server cannot forbid n-grams: ``avoid`` is left
-        to the turn ranker, which ranks copies last. ``on_text`` is not called."""
+        up to ``max_concurrency`` in flight at once (over every caller). The server cannot forbid
+        n-grams: ``avoid`` is left to the turn ranker, which ranks copies last. ``on_text`` is not
+        called."""
         self.start()
         count = len(conversations)
         seeds = per_conversation(seed, count)
@@ -168,7 +172,8 @@ class ServedChat:
         extra = {**body, **fields}
         if seed is not None:
             extra["seed"] = int(seed)
-        result = self._chat.generate([messages], n=candidates, extra_body=extra, **route)
+        with self._in_flight:
+            result = self._generate(messages, candidates, extra, route)
         generations = result.generations[0]
         usage = generations[0].message.usage_metadata or {}
         cached = int((usage.get("input_token_details") or {}).get("cache_read") or 0)
@@ -184,6 +189,20 @@ class ServedChat:
             self.usage.cached_tokens += cached
             self.usage.completion_tokens += sum(r.completion_tokens for r in replies)
         return replies
+
+    def _generate(self, messages: list[BaseMessage], candidates: int, extra: dict[str, Any],
+                  route: dict[str, Any]) -> Any:
+        import openai
+
+        try:
+            return self._chat.generate([messages], n=candidates, extra_body=extra, **route)
+        except openai.APITimeoutError:
+            raise ModelCallFailed(
+                f"{self.server_name} did not answer a request within model.timeout={self.timeout:g} s "
+                f"(up to model.max_concurrency={self.max_concurrency} requests in flight): raise "
+                "model.timeout or lower model.max_concurrency") from None
+        except openai.APIConnectionError as error:
+            raise ModelCallFailed(f"{self.server_name} cannot be reached ({error})") from None
 
     def _load_tokenizer(self) -> Any:
         raise NotImplementedError

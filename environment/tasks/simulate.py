@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from agents.bank import load_bank, save_bank
 from agents.persona import Persona
-from core.errors import require
+from core.errors import ModelCallFailed, require
 from core.records import Turn
 from core.rng import RngTree
 from environment import build
@@ -118,6 +118,9 @@ def run_rounds(society: Society, store: SQLiteEpisodeStore, rounds: int, progres
         return True, ""
     except BudgetReached as spent:
         return False, spent.reason
+    except ModelCallFailed as failed:
+        raise ModelCallFailed(f"{failed}; the {store.count()} finished episodes are kept: "
+                              f"resume={Path(store.path).parent} continues") from None
     finally:
         spent = float(store.get_meta("wall_seconds", "0") or 0) + time.perf_counter() - began
         store.set_meta("wall_seconds", f"{spent:.3f}")
