@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,9 +87,7 @@ class Society:
             raise ValueError("character names must be unique within a society")
         stored = self.store.episodes()
         self.graph = build_graph([c.persona for c in self.characters], stored)
-        self.recalls = RecallHistory()
-        for episode in stored:
-            self.recalls.add(self._recall_times(episode))
+        self.recalls = self._history(stored)
         self.personas = {c.name: c.persona for c in self.characters}
 
     def run_round(self, round_index: int, budget: BudgetCheck | None = None) -> list[Episode]:
@@ -128,12 +126,9 @@ class Society:
             return
         memory = self.characters[0].memory
         memory.forget_episodes([p.id for p in plans])
-        recalled = {i for e in stored.values() for t in e.turns for i in t.memory_ids}
+        recalled = {i for e in stored.values() for i in _recalled(e)}
         if recalled:
-            before = RecallHistory()
-            for episode in self.store.iter_episodes():
-                if episode.round < round_index:
-                    before.add(self._recall_times(episode))
+            before = self._history(e for e in self.store.iter_episodes() if e.round < round_index)
             memory.set_recalls(before.at(recalled))
 
     def _graph_before(self, round_index: int) -> nx.Graph:
@@ -173,7 +168,7 @@ class Society:
         for plan in plans:
             if plan.id in stored:
                 episode = stored[plan.id]
-                self._remember(episode, self.recalls.of(i for t in episode.turns for i in t.memory_ids))
+                self._remember(episode, self.recalls.of(_recalled(episode)))
             elif plan.id in scored:
                 episode = scored[plan.id]
                 self.store.append(episode)
@@ -186,6 +181,12 @@ class Society:
         memory.add(self.memory_writer.records(episode, now=episode.round + 0.5))
         memory.set_recalls(recalls)
 
+    def _history(self, episodes: Iterable[Episode]) -> RecallHistory:
+        history = RecallHistory()
+        for episode in episodes:
+            history.add(self._recall_times(episode))
+        return history
+
     def _recall_times(self, episode: Episode) -> TurnRecalls:
         start = float(episode.round)
         return [(t.memory_ids, self.engine.turn_time(start, i)) for i, t in enumerate(episode.turns)]
@@ -194,3 +195,8 @@ class Society:
         """Give each character its persona's seed memories (once, at the start of a run)."""
         records = [r for c in self.characters for r in c.seed_memories(0.0, importance)]
         return len(self.characters[0].memory.add(records)) if records else 0
+
+
+def _recalled(episode: Episode) -> set[str]:
+    """The memories an episode's turns recalled."""
+    return {i for t in episode.turns for i in t.memory_ids}
