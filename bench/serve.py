@@ -111,17 +111,17 @@ def run_mode(directory: CharacterDirectory, cfg: Any, batching: bool,
     models = [f"character/{p.id}" for p in directory.personas[: args.requests]]
     with BackgroundServer(create_app(state)) as server:
         asyncio.run(fire(server.url, models[:1], args.max_tokens))  # warm-up: first-call costs
-        state.responder.batch_sizes.clear()
+        warm = len(state.batch_sizes)
         before = CpuSample.now()
         if args.mixed:
             mixed = asyncio.run(fire_mixed(server.url, models, args.max_tokens))
-            return {**mixed, "batch_sizes": list(state.responder.batch_sizes),
+            return {**mixed, "batch_sizes": state.batch_sizes[warm:],
                     "others_cpu_share": round(others_cpu_share(before, CpuSample.now()), 2)}
         latencies, wall, failed = asyncio.run(fire(server.url, models, args.max_tokens))
         others = others_cpu_share(before, CpuSample.now())
     return {"requests_per_s": round(len(models) / wall, 3), "wall_s": round(wall, 2),
             "p50_s": round(statistics.median(latencies), 2), "p95_s": round(percentile(latencies, 0.95), 2),
-            "failed": failed, "batch_sizes": list(state.responder.batch_sizes),
+            "failed": failed, "batch_sizes": state.batch_sizes[warm:],
             "others_cpu_share": round(others, 2)}
 
 

@@ -105,14 +105,64 @@ def test_langchain_chat_openai_and_salons_openai_backend_work_and_batch(served) 
     character = state.directory.personas[1]
     model = openai_compatible(base_url=f"{server.url}/v1", model=f"character/{character.id}",
                               max_new_tokens=24)
-    before = len(state.responder.batch_sizes)
+    before = len(state.batch_sizes)
     answer = model.invoke("Hi there, how are you today?")
     assert str(answer.content).strip()
     replies = model.batch(["What is your job?", "Where do you live?", "What do you do for fun?"])
     assert all(str(r.content).strip() for r in replies)
-    assert max(state.responder.batch_sizes[before + 1:]) > 1, "concurrent requests were not batched"
+    assert max(state.batch_sizes[before + 1:]) > 1, "concurrent requests were not batched"
     assert len(chat_memories(state, character.id)) >= 4
 
+
+
+def stream_reply(url: str, model: str, question: str) -> tuple[str, str]:
+    """One streamed request: its pieces joined as a client shows them, and the reply the server
+    says it made (Salon's final `salon` chunk)."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+    chunks = list(client.chat.completions.create(
+        model=model, stream=True, max_tokens=32, temperature=0,
+        messages=[{"role": "user", "content": question}]))
+    streamed = "".join((c.choices[0].delta.content or "") for c in chunks if c.choices)
+    final = next(c.model_extra["salon"] for c in chunks if (c.model_extra or {}).get("salon"))
+    return streamed, final["text"]
+
+
+QUESTIONS = ("What is your job?", "Where did you grow up?", "What do you cook on Sundays?")
+
+
+def test_concurrent_streamed_requests_share_the_models_batches_and_each_gets_its_own_reply(served) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    server, state = served
+    models = [f"character/{p.id}" for p in state.directory.personas]
+    before = len(state.batch_sizes)
+    with ThreadPoolExecutor(len(QUESTIONS)) as pool:
+        together = list(pool.map(lambda m, q: stream_reply(server.url, m, q), models, QUESTIONS))
+    assert max(state.batch_sizes[before:]) > 1, "streamed requests were not batched"
+    assert all(streamed.strip() for streamed, _ in together)
+    assert [streamed for streamed, _ in together] == [final for _, final in together], \
+        "a request's stream carried text of another request in its batch"
+    assert len({streamed for streamed, _ in together}) == len(QUESTIONS)
+
+
+@pytest.mark.parametrize("override", ["serve.batching=false", "serve.max_batch=1"])
+def test_serve_without_batching_answers_one_request_at_a_time(tmp_path: Path, chat_model, embedder,
+                                                              override: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    run = make_run(tmp_path / "run")
+    cfg = serve_config(run, override, "serve.remember=false")
+    directory = open_directory(cfg, model=chat_model, embedder=embedder)
+    state = ServeState(directory, instantiate(cfg.serve, "serve"), instantiate(cfg.chat, "chat"), seed=0)
+    models = [f"character/{p.id}" for p in directory.personas]
+    with BackgroundServer(create_app(state)) as server:
+        before = len(state.batch_sizes)
+        with ThreadPoolExecutor(len(QUESTIONS)) as pool:
+            replies = list(pool.map(lambda m, q: stream_reply(server.url, m, q), models, QUESTIONS))
+    assert all(streamed.strip() and streamed == final for streamed, final in replies)
+    assert state.batch_sizes[before:] and set(state.batch_sizes[before:]) == {1}
 
 BAD_REQUESTS = [
     ({"model": "character/nobody", "messages": [{"role": "user", "content": "hi"}]}, 404, "model_not_found"),

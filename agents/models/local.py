@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,7 +149,8 @@ class LocalChatModel(BaseChatModel):
     ) -> list[Reply]:
         """Generate replies; ``temperature`` overrides the model's for this call (0 = greedy).
         ``on_text(index, text so far)`` streams each reply while it is generated (one candidate
-        only). With ``candidates`` = n, each conversation gets n sampled replies (rows i*n ..
+        only). Calls from several threads at once share batches (the micro-batcher), streamed
+        ones included. With ``candidates`` = n, each conversation gets n sampled replies (rows i*n ..
         i*n+n-1), from one prompt pass whose cache the n share. ``avoid[i]`` lists what
         conversation i's replies must not copy (n-grams of ``block_ngrams`` tokens). ``seed`` is
         one per conversation or call-wide (`sampling.conversation_seeds`); each row samples from
@@ -158,27 +159,32 @@ class LocalChatModel(BaseChatModel):
         call = _Call(max_new_tokens or self.max_new_tokens,
                      self.temperature if temperature is None else temperature, candidates, block_ngrams,
                      avoid is not None)
-        rows = list(zip(conversations, conversation_seeds(seed, count),
-                        list(adapters) if adapters is not None else [self.adapter or ""] * count,
-                        list(avoid) if avoid is not None else [None] * count, strict=True))
-        if on_text is not None:  # a streamed call runs alone: its rows are the caller's indices
-            grouped = self._complete_rows(call, rows, on_text)
-        else:
-            grouped = self._coalescer.submit(call, rows)
+        rows = [_Row(messages, row_seed, adapter, avoided, _follower(on_text, index))
+                for index, (messages, row_seed, adapter, avoided) in enumerate(zip(
+                    conversations, conversation_seeds(seed, count),
+                    list(adapters) if adapters is not None else [self.adapter or ""] * count,
+                    list(avoid) if avoid is not None else [None] * count, strict=True))]
+        grouped = self._coalescer.submit(call, rows)
         return [reply for replies in grouped for reply in replies]
 
-    def _complete_rows(self, call: _Call, rows: Sequence[tuple[Any, int, str, Avoid | None]],
-                       on_text: OnText | None = None) -> list[list[Reply]]:
-        """(messages, seed, adapter, avoid) rows in `max_batch_size` chunks: each row's candidates."""
+    @property
+    def batch_sizes(self) -> list[int]:
+        """Rows of each batched call the micro-batcher made (concurrent calls merged)."""
+        return self._coalescer.batch_sizes
+
+    def _complete_rows(self, call: _Call, rows: Sequence[_Row]) -> list[list[Reply]]:
+        """Rows (of one call or of several merged) in `max_batch_size` chunks: each row's
+        candidates. Rows that stream (one candidate only) get their text as it grows."""
         results: list[list[Reply]] = []
         for start in range(0, len(rows), self.max_batch_size):
             chunk = rows[start:start + self.max_batch_size]
-            streamer = None if on_text is None or call.candidates > 1 else RowStreamer(
-                self.tokenizer, on_text, start, self._eos_ids())
+            follows = [r.follow for r in chunk]
+            streamer = None if call.candidates > 1 or not any(follows) else RowStreamer(
+                self.tokenizer, _dispatch(follows), 0, self._eos_ids())
             replies = self._complete_chunk(
-                [r[0] for r in chunk], [r[1] for r in chunk], call,
-                self._adapter_kwargs(len(chunk), [r[2] for r in chunk]), streamer,
-                [r[3] for r in chunk] if call.blocking else None)
+                [r.messages for r in chunk], [r.seed for r in chunk], call,
+                self._adapter_kwargs(len(chunk), [r.adapter for r in chunk]), streamer,
+                [r.avoid for r in chunk] if call.blocking else None)
             n = call.candidates
             results.extend(replies[k * n:(k + 1) * n] for k in range(len(chunk)))
         return results
@@ -317,6 +323,33 @@ class _Call:
     candidates: int = 1
     block_ngrams: int = 4
     blocking: bool = False
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One conversation of a call: what it is generated from, and who follows its text."""
+
+    messages: Sequence[BaseMessage]
+    seed: int
+    adapter: str
+    avoid: Avoid | None
+    follow: Callable[[str], None] | None = None
+
+
+def _follower(on_text: OnText | None, index: int) -> Callable[[str], None] | None:
+    """Row ``index``'s text goes to the caller's ``on_text(index, text)``."""
+    if on_text is None:
+        return None
+    return lambda text: on_text(index, text)
+
+
+def _dispatch(follows: Sequence[Callable[[str], None] | None]) -> OnText:
+    """A chunk's streamed rows, each to its own caller (rows of merged calls included)."""
+    def on_text(row: int, text: str) -> None:
+        follow = follows[row]
+        if follow is not None:
+            follow(text)
+    return on_text
 
 
 def _as_list(value: Any) -> list[int]:

@@ -20,7 +20,7 @@ STATIC = Path(__file__).parent / "static"
 
 
 def create_app(state: ServeState) -> FastAPI:
-    """The app over ``state``; the batch queue runs inside the server's event loop."""
+    """The app over ``state``; the request queue starts inside the server's event loop."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -1,4 +1,4 @@
-"""What the app serves: the characters, the run's episodes and graph, the batch queue."""
+"""What the app serves: the characters, the run's episodes and graph, the request queue."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agents.chat import ChatSettings
-from core.errors import is_number, is_whole, require
+from core.errors import is_whole, require
 from core.records import Episode
-from environment.serve.batching import BatchQueue, Responder
+from environment.serve.batching import RequestQueue, Responder
 from environment.serve.characters import CharacterDirectory
 from environment.store import SQLiteEpisodeStore
 
@@ -29,7 +29,6 @@ class ServeSettings:
     api_key_env: str | None = "SALON_API_KEY"
     batching: bool = True
     max_batch: int = 16
-    max_wait_ms: float = 15.0
     max_messages: int = 64
     max_new_tokens_limit: int = 256
     remember: bool = True
@@ -37,7 +36,6 @@ class ServeSettings:
     def __post_init__(self) -> None:
         require(is_whole(self.port, 0, 65535), "port", "allowed is a port number from 0 to 65535", self.port)
         require(is_whole(self.max_batch, 1), "max_batch", "allowed is a whole number >= 1", self.max_batch)
-        require(is_number(self.max_wait_ms, 0), "max_wait_ms", "allowed is a number >= 0", self.max_wait_ms)
         require(is_whole(self.max_messages, 1), "max_messages", "allowed is a whole number >= 1",
                 self.max_messages)
         require(is_whole(self.max_new_tokens_limit, 1), "max_new_tokens_limit",
@@ -71,13 +69,19 @@ class ServeState:
     chat: ChatSettings
     seed: int = 0
     responder: Responder = field(init=False)
-    queue: BatchQueue = field(init=False)
+    queue: RequestQueue = field(init=False)
     _store_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.directory.seed_all()
         self.responder = Responder(self.chat, self.directory.prompts, self.directory.now, self.seed)
-        self.queue = BatchQueue(self.responder, self.settings.batch_limit, self.settings.max_wait_ms / 1000)
+        self.queue = RequestQueue(self.responder, self.settings.batch_limit)
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """Rows of each batched call the in-process model made so far (a served model batches
+        out of sight: none)."""
+        return list(getattr(self.directory.model, "batch_sizes", []))
 
     @property
     def run_folder(self) -> Path | None:
