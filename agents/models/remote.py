@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -15,6 +16,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import PrivateAttr
 
 from agents.models.choices import from_logprobs
+from agents.models.gate import RequestGate
 from agents.models.pool import ServerPool
 from agents.models.token_counts import TokenCounter, reply_with_usage
 from core.errors import UsageError, is_number, is_whole, require
@@ -24,15 +26,20 @@ from core.seams import OnText
 
 
 class OpenAICompatibleChat(ChatOpenAI):
-    """ChatOpenAI whose `batch` runs up to ``max_concurrency`` requests at once by default
-    (one round's episodes go out together, as the local backend batches them)."""
+    """ChatOpenAI whose turns and critic calls (`complete`, `choice_probabilities`) go through one
+    gate: at most ``max_concurrency`` requests in flight over every caller's threads, a timeout or
+    connection failure as one line. `batch` (LangChain's) runs ``max_concurrency`` at once."""
 
     max_concurrency: int = 16
     tokenizer_path: str | None = None  # counts the tokens of replies that come without usage
     _counter: TokenCounter | None = PrivateAttr(default=None)
+    _gate: RequestGate = PrivateAttr()
 
     def model_post_init(self, context: Any) -> None:
         super().model_post_init(context)
+        timeout = self.request_timeout if isinstance(self.request_timeout, int | float) else 0
+        self._gate = RequestGate(self.max_concurrency, float(timeout),
+                                 f"the server at {self.openai_api_base}")
         if self.tokenizer_path:
             self._counter = TokenCounter(lambda: _tokenizer(str(self.tokenizer_path)))
 
@@ -61,15 +68,13 @@ class OpenAICompatibleChat(ChatOpenAI):
         if max_new_tokens is not None:
             overrides |= {"max_tokens": max_new_tokens, "extra_body": {"max_tokens": max_new_tokens}}
         rows = [list(c) for c in conversations for _ in range(candidates)]
-        if seed is None:
-            answers = self.batch(rows, **overrides)
-        else:
-            # LangChain's batch sends every input with the same call arguments; each row and
-            # candidate needs its own seed (core.rng.per_conversation), so each has its own binding
-            seeds = per_conversation(seed, len(conversations))
-            bound = [(self.bind(seed=int(s) + k, **overrides), list(c))  # type: ignore[arg-type]
-                     for c, s in zip(conversations, seeds, strict=True) for k in range(candidates)]
-            answers = _concurrently(bound, self.max_concurrency)
+        # LangChain's batch sends every input with the same call arguments; each row and
+        # candidate needs its own seed (core.rng.per_conversation), so each has its own binding
+        seeds = per_conversation(seed, len(conversations))
+        bound = [self.bind(**overrides, **({} if s is None else {"seed": int(s) + k}))
+                 for s in seeds for k in range(candidates)]
+        answers = self._gate.send_all([partial(model.invoke, row)
+                                       for model, row in zip(bound, rows, strict=True)])
         return [reply_with_usage(str(m.content), m.usage_metadata, row, self._counter)
                 for m, row in zip(answers, rows, strict=True)]
 
@@ -79,7 +84,7 @@ class OpenAICompatibleChat(ChatOpenAI):
         if not conversations:
             return np.zeros((0, len(choices)))
         bound = self.bind(logprobs=True, top_logprobs=20, max_tokens=1)
-        messages = bound.batch([list(c) for c in conversations])
+        messages = self._gate.send_all([partial(bound.invoke, list(c)) for c in conversations])
         return np.array([from_logprobs(m.response_metadata.get("logprobs"), choices) for m in messages])
 
     def reply_losses(self, conversations: Sequence[Sequence[BaseMessage]], replies: Sequence[str],
@@ -89,14 +94,6 @@ class OpenAICompatibleChat(ChatOpenAI):
 
     def label(self, adapter: str | None = None) -> str:
         return f"{self.model_name}+{adapter}" if adapter else str(self.model_name)
-
-
-def _concurrently(calls: Sequence[tuple[Any, list[BaseMessage]]], limit: int) -> list[Any]:
-    """Each (bound model, messages) call, at most ``limit`` at a time, answers in order."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=max(1, min(limit, len(calls)))) as pool:
-        return list(pool.map(lambda call: call[0].invoke(call[1]), calls))
 
 
 def _tokenizer(path: str) -> Any:

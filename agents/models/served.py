@@ -20,6 +20,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from langchain_core.messages import BaseMessage
 
 from agents.models import loading
 from agents.models.choices import from_logprobs
+from agents.models.gate import RequestGate
 from agents.models.servers import (
     BUILD_HINT,
     LLAMA_CPP_VERSION,
@@ -38,7 +40,7 @@ from agents.models.servers import (
     vllm_server,
 )
 from agents.models.token_counts import TokenCounter, reply_with_usage
-from core.errors import InvalidValue, ModelCallFailed, SalonError, UsageError, is_number, is_whole, require
+from core.errors import InvalidValue, SalonError, UsageError, is_number, is_whole, require
 from core.records import Reply
 from core.rng import per_conversation
 from core.seams import OnText
@@ -82,9 +84,7 @@ class ServedChat:
             raise InvalidValue("adapter", "allowed is one of the loaded adapters", adapter)
         self.cache_dir, self.timeout, self.startup_timeout = cache_dir, timeout, startup_timeout
         self.max_concurrency, self.log_dir = max_concurrency, log_dir
-        # requests in flight at once, over all the episodes' threads: more would only wait in the
-        # server's queue, where the request's timeout runs
-        self._in_flight = threading.BoundedSemaphore(max_concurrency)
+        self._gate = RequestGate(max_concurrency, timeout, self.server_name)
         self.usage = ServedUsage()
         self._lock = threading.Lock()
         self._server: ServerProcess | None = None
@@ -172,8 +172,8 @@ class ServedChat:
         extra = {**body, **fields}
         if seed is not None:
             extra["seed"] = int(seed)
-        with self._in_flight:
-            result = self._generate(messages, candidates, extra, route)
+        result = self._gate.send(
+            lambda: self._chat.generate([messages], n=candidates, extra_body=extra, **route))
         generations = result.generations[0]
         usage = generations[0].message.usage_metadata or {}
         cached = int((usage.get("input_token_details") or {}).get("cache_read") or 0)
@@ -189,20 +189,6 @@ class ServedChat:
             self.usage.cached_tokens += cached
             self.usage.completion_tokens += sum(r.completion_tokens for r in replies)
         return replies
-
-    def _generate(self, messages: list[BaseMessage], candidates: int, extra: dict[str, Any],
-                  route: dict[str, Any]) -> Any:
-        import openai
-
-        try:
-            return self._chat.generate([messages], n=candidates, extra_body=extra, **route)
-        except openai.APITimeoutError:
-            raise ModelCallFailed(
-                f"{self.server_name} did not answer a request within model.timeout={self.timeout:g} s "
-                f"(up to model.max_concurrency={self.max_concurrency} requests in flight): raise "
-                "model.timeout or lower model.max_concurrency") from None
-        except openai.APIConnectionError as error:
-            raise ModelCallFailed(f"{self.server_name} cannot be reached ({error})") from None
 
     def _load_tokenizer(self) -> Any:
         raise NotImplementedError
@@ -224,8 +210,7 @@ class ServedChat:
         route, fields = self._route(self.adapter or "")
         bound = self._chat.bind(logprobs=True, top_logprobs=20, max_tokens=1,
                                 extra_body={"max_tokens": 1, **fields}, **route)
-        messages = bound.batch([list(c) for c in conversations],
-                               config={"max_concurrency": self.max_concurrency})
+        messages = self._gate.send_all([partial(bound.invoke, list(c)) for c in conversations])
         return np.array([from_logprobs(m.response_metadata.get("logprobs"), choices) for m in messages])
 
     def reply_losses(self, conversations: Sequence[Sequence[BaseMessage]], replies: Sequence[str],
