@@ -174,12 +174,15 @@ class ConversationEngine:
         return now + index / (10 * self.rules.max_turns)
 
     def run(self, plans: Sequence[EpisodePlan], rng: RngTree, now: float,
-            budget: BudgetCheck | None = None, stored: Mapping[str, Episode] | None = None) -> list[Episode]:
+            budget: BudgetCheck | None = None, stored: Mapping[str, Episode] | None = None,
+            on_finished: Callable[[Episode], None] | None = None) -> list[Episode]:
         """Every plan to its end, in the plans' order. ``budget(turns of the round so far)`` is
         asked before every turn; once it says why it is spent, no turn starts and BudgetReached
         carries the episodes that had finished (the others are re-run on resume).
         ``stored``: the round's episodes already stored (a resumed round), by id; they are not
-        returned. With lockstep they are generated again beside the others (see _lockstep)."""
+        returned. With lockstep they are generated again beside the others (see _lockstep).
+        ``on_finished(episode)``: with the independent schedule, called in the episode's thread
+        as soon as it has finished (so a caller can commit it then); lockstep ignores it."""
         stored = stored or {}
         if not any(p.id not in stored for p in plans):
             return []
@@ -189,7 +192,8 @@ class ConversationEngine:
         stop = _Stop(conversations, budget)
         bar = tqdm(total=len(conversations), desc="episodes", leave=False, disable=not self.progress)
         with bar, ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(conversations)))) as pool:
-            futures = [pool.submit(self._converse, c, rng, now, stop, bar) for c in conversations]
+            futures = [pool.submit(self._converse, c, rng, now, stop, bar, on_finished)
+                       for c in conversations]
             try:
                 done, _ = wait(futures, return_when=FIRST_EXCEPTION)
                 for future in done:
@@ -215,7 +219,7 @@ class ConversationEngine:
         return [self._finish(c) for c in conversations]
 
     def _converse(self, conversation: _Conversation, rng: RngTree, now: float, stop: _Stop,
-                  bar: tqdm) -> None:
+                  bar: tqdm, on_finished: Callable[[Episode], None] | None) -> None:
         """One episode, turn by turn, with seeds and goals from its own streams (keyed by its id)."""
         plan = conversation.plan
         goals = rng.stream(GOALS, plan.round, plan.id)
@@ -223,6 +227,8 @@ class ConversationEngine:
             index = len(conversation.turns)
             seed = rng.seed_of(SAMPLING, plan.round, plan.id, index)
             self._step([conversation], (seed,), [goals], self.turn_time(now, index))
+        if conversation.stop_reason and on_finished is not None:
+            on_finished(self._finish(conversation))
         bar.update()
 
     def _lockstep(self, plans: Sequence[EpisodePlan], rng: RngTree, now: float,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,6 +81,7 @@ class Society:
     memory_writer: EpisodeMemoryWriter = field(default_factory=EpisodeMemoryWriter)
     graph: nx.Graph = field(init=False)
     recalls: RecallHistory = field(init=False)
+    _committing: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.characters]
@@ -100,18 +102,20 @@ class Society:
         plans = self.plan_round(round_index, self._graph_before(round_index))
         stored = {e.id: e for e in self.store.iter_episodes(round_index)}
         self._rewind(round_index, plans, stored)
+        committed: dict[str, Episode] = {}
         try:
-            episodes = self.engine.run(plans, self.rng, now=float(round_index), budget=budget, stored=stored)
+            episodes = self.engine.run(plans, self.rng, now=float(round_index), budget=budget, stored=stored,
+                                       on_finished=lambda episode: self._commit(episode, committed))
         except Interrupted as interrupted:
-            self._keep(plans, stored, interrupted.finished)
+            self._keep(plans, stored, interrupted.finished, committed)
             raise KeyboardInterrupt from None
         except BudgetReached as spent:
-            self._keep(plans, stored, spent.finished)
+            self._keep(plans, stored, spent.finished, committed)
             raise
         except RoundFailed as failed:
-            self._keep(plans, stored, failed.finished)
+            self._keep(plans, stored, failed.finished, committed)
             raise failed.error from None
-        kept = self._keep(plans, stored, episodes)
+        kept = self._keep(plans, stored, episodes, committed)
         self.policy.observe(self.store.episodes(round_index), self.graph)
         self.store.complete_round(round_index)
         return kept
@@ -157,24 +161,43 @@ class Society:
         scene = scenes[int(rng.integers(len(scenes)))] if scenes else None
         return EpisodePlan(f"r{round_index:03d}-e{index:03d}", round_index, (a, b), roles, scene)
 
+    def _commit(self, episode: Episode, committed: dict[str, Episode]) -> None:
+        """Score and commit one episode as soon as it has finished (the independent schedule,
+        from its own thread), so a kill in the middle of a long round loses only the episodes
+        still running. Pairs are disjoint and memory is per owner, so no running episode reads
+        what this commit writes; one commit at a time."""
+        with self._committing:
+            scored = episode.with_scores(self.critic.score([episode], self.personas)[0])
+            self.store.append(scored)
+            committed[scored.id] = scored
+            self._remember(scored, self.recalls.add(self._recall_times(scored)))
+
     def _keep(self, plans: Sequence[EpisodePlan], stored: Mapping[str, Episode],
-              episodes: Sequence[Episode]) -> list[Episode]:
-        """Score the new episodes, then commit the round's episodes in the plans' order: a new
-        one's commit is its store transaction, then what it changes in memory (its memories, its
-        recalls' reinforcement); a stored one's is only the latter. Memory follows from the
-        stored episodes alone, so an episode that never reached the store left nothing in it."""
-        scores = self.critic.score(episodes, self.personas) if episodes else []
-        scored = {e.id: e.with_scores(s) for e, s in zip(episodes, scores, strict=True)}
+              episodes: Sequence[Episode], committed: Mapping[str, Episode]) -> list[Episode]:
+        """Score the new episodes not yet committed, then commit the round's episodes in the
+        plans' order: a new one's commit is its store transaction, then what it changes in
+        memory (its memories, its recalls' reinforcement); a stored one's is only the latter.
+        Memory follows from the stored episodes alone, so an episode that never reached the
+        store left nothing in it. The graph takes the new episodes in the plans' order (the
+        order in which they finished differs between runs)."""
+        fresh = [e for e in episodes if e.id not in committed]
+        scores = self.critic.score(fresh, self.personas) if fresh else []
+        scored = {e.id: e.with_scores(s) for e, s in zip(fresh, scores, strict=True)}
+        kept = []
         for plan in plans:
             if plan.id in stored:
                 episode = stored[plan.id]
                 self._remember(episode, self.recalls.of(_recalled(episode)))
+            elif plan.id in committed:
+                kept.append(committed[plan.id])
+                update_graph(self.graph, committed[plan.id])
             elif plan.id in scored:
                 episode = scored[plan.id]
                 self.store.append(episode)
                 self._remember(episode, self.recalls.add(self._recall_times(episode)))
                 update_graph(self.graph, episode)
-        return list(scored.values())
+                kept.append(episode)
+        return kept
 
     def _remember(self, episode: Episode, recalls: Mapping[str, RecallCount]) -> None:
         memory = self.characters[0].memory

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds llama.cpp's llama-server from the llama.cpp tree vendored in the pinned llama-cpp-python
-# sdist (taken from PyPI, checked against its sha256), only the server target, tuned to this CPU.
+# sdist (taken from PyPI, checked against its sha256), only the server and llama-quantize targets
+# (the embedded Q4_1 GGUF is re-quantized once to model.quantize), tuned to this CPU.
 # The binary is cached per llama.cpp release and CPU kind, so a machine builds it once.
 # Usage: scripts/build_llama_server.sh PYTHON   (prints the binary's path on its last line)
 set -euo pipefail
@@ -14,7 +15,8 @@ KIND=$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo | tr ' ' '\n' \
   | tr '\n' '-' | sha256sum | cut -c1-10)
 PREFIX="$CACHE/llama.cpp/$VERSION-$(uname -m)-$KIND"
 BIN="$PREFIX/bin/llama-server"
-if [ -x "$BIN" ]; then echo "$BIN"; exit 0; fi
+QUANTIZE="$PREFIX/bin/llama-quantize"
+if [ -x "$BIN" ] && [ -x "$QUANTIZE" ]; then echo "$BIN"; exit 0; fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 "$PYTHON" -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d "$WORK" >&2
@@ -26,8 +28,9 @@ cmake -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
   -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
   -DLLAMA_BUILD_UI=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF \
   -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON >&2
-cmake --build "$WORK/build" --target llama-server -j "$(nproc)" >&2
+cmake --build "$WORK/build" --target llama-server llama-quantize -j "$(nproc)" >&2
 mkdir -p "$PREFIX/bin"
+cp "$WORK/build/bin/llama-quantize" "$QUANTIZE.tmp" && mv "$QUANTIZE.tmp" "$QUANTIZE"
 cp "$WORK/build/bin/llama-server" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
 # The LoRA converter and its gguf-py package travel with the binary (same release).
 cp "$SRC/convert_lora_to_gguf.py" "$SRC/convert_hf_to_gguf.py" "$PREFIX/"

@@ -79,6 +79,7 @@ def assert_usage_error(tmp_path: Path, result: subprocess.CompletedProcess, seco
     ("model=openai model.base_url=https://api.example.com/v1 model.api_key_env=SALON_UNSET_KEY",
      "model.api_key_env='SALON_UNSET_KEY'"),
     ("model=llamacpp model.slots=0", "model.slots=0"),
+    ("model=llamacpp model.quantize=Q3", "model.quantize='Q3'"),
     ("simulation.budget.tokens=0", "simulation.budget.tokens=0"),
     ("simulation.budget.usd=-1", "simulation.budget.usd=-1"),
     ("model=llamacpp model.path=/models/x.safetensors", "model.path='/models/x.safetensors'"),

@@ -101,3 +101,37 @@ def test_the_memory_store_equals_the_uninterrupted_one(runs) -> None:
     assert found == expected
     reinforced = [m for _, m in expected.values() if m["strength"] > 3.0]
     assert reinforced, "no memory was recalled and reinforced: the test would not see a double reinforcement"
+
+
+# The independent schedule (served models' default) commits each episode as soon as it has
+# finished. One episode at a time (concurrency 1), each prompt alone, so the run is exact; the
+# society has 3 pairs of 2 turns, and the kill comes inside the third episode's first turn.
+ONE_BY_ONE = ["experiment=smoke", "society.size=6", "simulation.progress=false",
+              "conversation.schedule=independent", "conversation.concurrency=1", "model.max_batch_size=1"]
+
+
+def stored_rows(folder: Path) -> tuple[list[str], list[int]]:
+    import sqlite3
+
+    connection = sqlite3.connect(folder / "episodes.sqlite")
+    try:
+        ids = [row[0] for row in connection.execute("SELECT id FROM episodes ORDER BY id")]
+        done = [row[0] for row in connection.execute("SELECT round FROM rounds WHERE completed = 1")]
+    finally:
+        connection.close()
+    return ids, done
+
+
+def test_independent_episodes_are_committed_as_they_finish_and_a_kill_keeps_them(tmp_path: Path) -> None:
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    result = salon([*ONE_BY_ONE, f"hydra.run.dir={whole}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    died = killed_at("turn", 5, [*ONE_BY_ONE, f"hydra.run.dir={killed}"])
+    assert died.returncode == -signal.SIGKILL, died.stderr[-3000:]
+    ids, done = stored_rows(killed)
+    assert ids == ["r000-e000", "r000-e001"] and done == []  # the round was still open
+    assert {m["episode_id"] for _, m in memories(killed).values() if m.get("episode_id")} >= set(ids)
+    resumed = salon([f"resume={killed}"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert episodes(killed) == episodes(whole)
+    assert memories(killed) == memories(whole)

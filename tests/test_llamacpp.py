@@ -81,7 +81,20 @@ def test_a_default_simulation_runs_on_llama_server_and_stops_it(tmp_path: Path) 
     assert sum(len(t.get("candidates") or ()) > 1 for t in turns) >= 1  # best of n, n choices per request
     report = (tmp_path / "report.md").read_text()
     assert "llama-server" in report and "prompt cache" in report
+    assert "weights as Q8_0" in report  # model.quantize=auto: the embedded Q4_1 GGUF as Q8_0
+    cache = Path(os.environ.get("SALON_CACHE") or Path.home() / ".cache" / "salon")
+    made = list((cache / "llama.cpp-models").glob("*-Q8_0.gguf"))
+    assert made and made[0].read_bytes()[:4] == b"GGUF"
     assert orphaned_servers() == before
+
+
+def test_model_quantize_null_serves_the_gguf_as_shipped(tmp_path: Path) -> None:
+    result = salon("model=llamacpp", "model.quantize=null", "experiment=smoke", "conversation.max_turns=2",
+                   "simulation.progress=false", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = (tmp_path / "report.md").read_text()
+    assert "llama-server" in report and "weights as" not in report
+    assert len((tmp_path / "episodes.jsonl").read_text().splitlines()) == 2
 
 
 def test_no_server_outlives_a_killed_run(tmp_path: Path) -> None:

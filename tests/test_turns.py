@@ -135,10 +135,10 @@ def test_a_round_stores_scored_episodes_and_their_memories(tmp_path: Path) -> No
 class _StopAfter(ConversationEngine):
     """Ctrl-C after the first episode of the round has finished."""
 
-    def run(self, plans, rng, now, budget=None, stored=None):
+    def run(self, plans, rng, now, budget=None, stored=None, on_finished=None):
         from environment.engine import Interrupted
 
-        finished = super().run(plans, rng, now, budget, stored)
+        finished = super().run(plans, rng, now, budget, stored)  # nothing committed as it finished
         raise Interrupted(finished[:1])
 
 

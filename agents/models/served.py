@@ -11,6 +11,7 @@ Best of n is one request with ``n`` choices (the server reads the prompt once). 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -44,6 +45,8 @@ from core.errors import InvalidValue, SalonError, UsageError, is_number, is_whol
 from core.records import Reply
 from core.rng import per_conversation
 from core.seams import OnText
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -226,9 +229,11 @@ class LlamaCppChat(ServedChat):
 
     def __init__(self, path: str | None = None, binary: str | None = None, slots: int = 16,
                  context_per_slot: int = 2048, threads: int | None = None, extra_args: Sequence[str] = (),
-                 **settings: Any) -> None:
+                 quantize: str | None = "auto", **settings: Any) -> None:
         require(path is None or str(path).endswith(".gguf"), "path", "allowed is a .gguf file or null "
                 "(the embedded SmolLM2 GGUF)", path)
+        require(quantize is None or quantize == "auto" or quantize in GGUF_TYPES, "quantize",
+                f"allowed is auto, null or one of {', '.join(GGUF_TYPES)}", quantize)
         require(is_whole(slots, 1, 512), "slots", "allowed is a whole number from 1 to 512", slots)
         require(is_whole(context_per_slot, 256, 131072), "context_per_slot",
                 "allowed is a whole number from 256 to 131072", context_per_slot)
@@ -238,6 +243,18 @@ class LlamaCppChat(ServedChat):
         super().__init__(**settings)
         self.path, self.binary, self.slots, self.context_per_slot = path, binary, slots, context_per_slot
         self.threads, self.extra_args = threads, [str(a) for a in extra_args]
+        # auto: the embedded model (Q4_1 as shipped) as Q8_0, which llama.cpp ran about twice as
+        # fast on CPUs measured here (bench/README.md); a GGUF given by path as it is
+        self.quantize = ("Q8_0" if not path else None) if quantize == "auto" else quantize
+
+    @property
+    def served_gguf(self) -> Path:
+        """The GGUF llama-server loads: ``gguf``, re-quantized to ``quantize`` if one is set."""
+        if not self.gguf.is_file():
+            raise UsageError(f"model.path={self.gguf} is not a file: allowed is a .gguf file")
+        if not self.quantize:
+            return self.gguf
+        return requantized(self.gguf, self.quantize, Path(self.cache_dir).expanduser())
 
     @property
     def gguf(self) -> Path:
@@ -251,14 +268,14 @@ class LlamaCppChat(ServedChat):
         return loading.EMBEDDED_NAME if not self.path else Path(self.path).stem
 
     def describe(self) -> str:
-        return f"llama-server (llama.cpp {LLAMA_CPP_VERSION}), {self.slots} slots"
+        weights = f", weights as {self.quantize}" if self.quantize else ""
+        return f"llama-server (llama.cpp {LLAMA_CPP_VERSION}), {self.slots} slots{weights}"
 
     def _launch(self, log_path: Path | None) -> ServerProcess:
-        if not self.gguf.is_file():
-            raise UsageError(f"model.path={self.gguf} is not a file: allowed is a .gguf file")
+        gguf = self.served_gguf
         cache = Path(self.cache_dir).expanduser()
         loras = [convert_adapter(Path(f), self._base_folder(), cache) for f in self.adapters.values()]
-        return llama_server(self.gguf, binary=self.binary, slots=self.slots,
+        return llama_server(gguf, binary=self.binary, slots=self.slots,
                             context_per_slot=self.context_per_slot, threads=self.threads, loras=loras,
                             extra_args=self.extra_args, log_path=log_path,
                             startup_timeout=self.startup_timeout)
@@ -307,6 +324,32 @@ def convert_adapter(folder: Path, base: Path, cache: Path) -> Path:
     if done.returncode != 0:
         tail = " | ".join(done.stderr.strip().splitlines()[-3:])
         raise SalonError(f"converting the adapter {folder} to GGUF failed: {tail}")
+    staging.replace(target)
+    return target
+
+
+GGUF_TYPES = ("Q8_0", "BF16", "F16", "Q6_K", "Q5_K_M", "Q5_1", "Q5_0", "Q4_K_M", "Q4_1", "Q4_0")
+
+
+def requantized(gguf: Path, kind: str, cache: Path) -> Path:
+    """``gguf`` with its weights as ``kind``, by llama.cpp's own llama-quantize (built beside
+    llama-server); made once and kept in ``cache`` under the source's name, size and kind."""
+    stat = gguf.stat()
+    target = cache / "llama.cpp-models" / f"{gguf.stem}-{stat.st_size}-{kind}.gguf"
+    if target.is_file():
+        return target
+    tool = llama_cpp_home() / "bin" / "llama-quantize"
+    if not tool.is_file():
+        raise UsageError(f"llama-quantize is not built at {tool}: run `{BUILD_HINT}` (or model.quantize=null "
+                         "serves the GGUF as it is)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_suffix(".partial")
+    log.info("re-quantizing %s to %s (once; kept in %s)", gguf.name, kind, target.parent)
+    done = subprocess.run([str(tool), "--allow-requantize", str(gguf), str(staging), kind,
+                           str(os.cpu_count() or 1)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise SalonError(f"re-quantizing {gguf} to {kind} failed: {tail}")
     staging.replace(target)
     return target
 
