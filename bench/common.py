@@ -188,3 +188,10 @@ def machine_summary(model: LocalChatModel) -> dict[str, Any]:
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
             "cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__}
+
+
+def cpu_flags() -> str:
+    """The lscpu flags that decide dtype and kernels (avx2, avx512*, amx)."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
+    return " ".join(f for f in line.split() if f.startswith(("avx", "amx", "fma", "f16c")))

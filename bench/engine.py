@@ -26,7 +26,7 @@ from typing import Any
 
 from agents.models.messages import to_chat
 from agents.models.served import LlamaCppChat
-from bench.common import bench_config, log, machine_summary
+from bench.common import bench_config, cpu_flags, log, machine_summary
 from core.rng import RngTree
 from environment import build
 from environment.engine import EpisodePlan
@@ -84,6 +84,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--slots", type=int, default=32, help="llama-server parallel slots")
     parser.add_argument("--skip-local", action="store_true", help="only (c) and (d)")
     parser.add_argument("--server-args", default="", help="more llama-server flags, e.g. '-fa on'")
+    parser.add_argument("--quantize", default="auto", help="model.quantize for llama-server: auto (Q8_0), "
+                        "null (the shipped Q4_1), BF16, ...")
     return parser.parse_args(argv)
 
 
@@ -159,7 +161,7 @@ def replay(model: LlamaCppChat, recorder: Recorder, served: Case) -> Case:
     first, prompt, cached, others = asyncio.run(_replay(model.base_url, episodes))
     seconds = time.perf_counter() - started
     # the server reports the first choice's tokens only; the others are counted as (c) counts them
-    completion = first + sum(model._count_tokens(text) for text in others)
+    completion = first + sum(model.count_tokens(text) for text in others)
     case = Case("raw", seconds, completion, prompt, len(episodes), 0, cached / max(1, prompt))
     log(f"raw: {case.summary()}")
     return case
@@ -176,25 +178,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     recorder = Recorder()
     flags = ",".join(f"'{a}'" for a in args.server_args.split())
     cases["llamacpp"], served = run_case("llamacpp", args, ["model=llamacpp", f"model.slots={args.slots}",
+                                                            f"model.quantize={args.quantize}",
                                                             f"model.extra_args=[{flags}]"], recorder)
     cases["raw"] = replay(served, recorder, cases["llamacpp"])
     served.close()
     result: dict[str, Any] = {"benchmark": "engine", "episodes": args.episodes, "turns": args.turns,
-                              "slots": args.slots, "server_args": args.server_args,
+                              "slots": args.slots, "server_args": args.server_args, "quantize": args.quantize,
                               **{k: v.summary() for k, v in cases.items()}}
     if "lockstep" in cases:
         result["server_vs_lockstep"] = round(cases["lockstep"].seconds / cases["llamacpp"].seconds, 2)
         result["independent_vs_lockstep"] = round(cases["lockstep"].seconds / cases["independent"].seconds, 2)
     result["server_vs_raw"] = round(cases["raw"].seconds / cases["llamacpp"].seconds, 2)
-    result["machine"] = machine | {"cpu_flags": _flags()}
+    result["machine"] = machine | {"cpu_flags": cpu_flags()}
     print(json.dumps(result))
-
-
-def _flags() -> str:
-    """The lscpu flags that decide dtype and kernels (avx2, avx512*, amx)."""
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
-    return " ".join(f for f in line.split() if f.startswith(("avx", "amx", "fma", "f16c")))
 
 
 if __name__ == "__main__":

@@ -193,6 +193,10 @@ class ServedChat:
             self.usage.completion_tokens += sum(r.completion_tokens for r in replies)
         return replies
 
+    def count_tokens(self, text: str) -> int:
+        """The tokens of a reply by the model's tokenizer (the server counts only its first choice)."""
+        return self._counter.reply(text)
+
     def _load_tokenizer(self) -> Any:
         raise NotImplementedError
 
