@@ -65,12 +65,15 @@ def opens_with_name(line: str, name: str) -> bool:
 
 def addresses(line: str, name: str) -> bool:
     """Whether ``line`` speaks to ``name`` (full or first name) as to a listener: at its opening
-    ("Mira, ..."), or as a vocative after a comma ("..., Mira." / "..., Mira!")."""
+    ("Mira, ..."), as a vocative after a comma ("..., Mira." / "..., Mira!"), or by telling the
+    listener they are Mira ("You are Mira, from Tampere.", seen in a llama-server run)."""
     if opens_with_name(line, name):
         return True
     names = [n for n in dict.fromkeys([name.strip(), name.strip().split(" ")[0]]) if n]
     pattern = "|".join(re.escape(n) for n in names)
-    return bool(pattern) and bool(re.search(rf",\s*(?:dear\s+)?(?:{pattern})\s*[,.!?]", line, flags=re.I))
+    return bool(pattern) and bool(
+        re.search(rf",\s*(?:dear\s+)?(?:{pattern})\s*[,.!?]", line, flags=re.I)
+        or re.search(rf"\byou(?:'re|\s+are)\s+(?:{pattern})\b", line, flags=re.I))
 
 
 def claims_name(line: str, name: str) -> bool:

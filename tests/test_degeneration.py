@@ -29,6 +29,14 @@ def test_repeats_and_self_address_are_found_by_line() -> None:
     assert measured.self_addressed == (0,) and measured.repeats == (3,) and measured.has_repeat
 
 
+def test_telling_the_listener_they_have_the_speakers_name_is_self_address() -> None:
+    # from a model=llamacpp default run: Hana Garcia, speaking to Paolo Varga
+    speakers = [HANA, IRIS, HANA, IRIS]
+    texts = ["I'm so glad you enjoyed my chat today! You are Hana, from Tampere.",
+             "You're Hana, and I'm glad we met.", "You're handing me a gift?", "Are you Hana's sister?"]
+    assert degeneration(speakers, texts).self_addressed == (0,)
+
+
 def test_run_shares_count_episodes_and_lines() -> None:
     looping = ([IRIS, HANA, IRIS], ["I'm Iris.", "Hello.", "I'm Iris, a paramedic."], 3, "max_turns")
     fine = ([IRIS, HANA], ["I'm Iris.", "I'm Hana, a teacher."], 2, "goodbye")
