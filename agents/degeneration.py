@@ -85,6 +85,15 @@ def claims_name(line: str, name: str) -> bool:
                                             line, flags=re.I))
 
 
+def gives_another_name(line: str, name: str) -> bool:
+    """Whether ``line`` gives its speaker a name other than ``name`` ("My name is Aisha, by the
+    way!" said by Leila Laurent, read in a default run): the speaker has lost who it is. Only
+    the unambiguous forms count ("my name is", "call me"); "I'm Glad" is not a name."""
+    own = {n.lower() for n in [name.strip(), *name.strip().split(" ")] if n}
+    found = re.findall(r"\b(?i:my name is|my name's|call me)\s+([A-Z][a-z]+(?:[-'][A-Za-z]+)?)", line)
+    return any(n.lower() not in own for n in found)
+
+
 def content_words(text: str) -> list[str]:
     return [w for w in words(text) if w not in STOPWORDS]
 

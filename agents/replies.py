@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from agents.degeneration import addresses, claims_name
+from agents.degeneration import addresses, claims_name, gives_another_name
 from core.records import Reply
 from core.text import ends_sentence, split_sentences
 
@@ -35,6 +35,8 @@ def clean_reply(raw: str, speaker: str, partner: str, max_sentences: int = 3) ->
         return Reply(error="the reply addresses its own speaker by name")
     if claims_name(text, partner):
         return Reply(error="the reply claims to be the partner")
+    if gives_another_name(text, speaker):
+        return Reply(error="the reply gives its speaker another name")
     text = whole_sentences(text, max_sentences)
     if not re.search(r"[A-Za-z]{2}", text):
         return Reply(error=f"empty or unreadable reply: {raw[:60]!r}")

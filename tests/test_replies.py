@@ -72,6 +72,22 @@ def test_a_reply_in_the_partners_name_is_rejected(raw: str) -> None:
 
 
 @pytest.mark.parametrize("raw", [
+    # read in default runs (2026-12-02): Leila Laurent and Hana Garcia lose their names
+    "I've been working with people around the globe. My name is Aisha, by the way!",
+    "I am Anna, from Tampere. My name is Hanna-Ellea.",
+    "Please, call me Greta.",
+])
+def test_a_reply_that_gives_its_speaker_another_name_is_rejected(raw: str) -> None:
+    assert "another name" in rejected(raw)
+
+
+@pytest.mark.parametrize("raw", ["My name is Anna, nice to meet you.", "Call me Berg, everyone does.",
+                                 "My name is not important.", "I'm Glad you came."])
+def test_a_reply_that_gives_its_speakers_own_name_is_kept(raw: str) -> None:
+    assert cleaned(raw)
+
+
+@pytest.mark.parametrize("raw", [
     "As an AI, I don't have a day.", "As an AI language model I cannot eat bread.",
     "I'm just an AI, but I can help.", "I am an artificial intelligence.", "I'm a chatbot, sorry.",
     # read in a default run (2026-12-01)
