@@ -14,6 +14,16 @@ from typing import TypeVar
 from core.errors import ModelCallFailed
 
 T = TypeVar("T")
+U = TypeVar("U")
+
+
+def in_order(work: Callable[[T], U], items: Sequence[T], limit: int) -> list[U]:
+    """``work`` on every item, at most ``limit`` at once (one item runs in the caller's own
+    thread); the answers in the items' order."""
+    if len(items) <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(limit, len(items))) as pool:
+        return list(pool.map(work, items))
 
 
 class RequestGate:
@@ -38,7 +48,4 @@ class RequestGate:
 
     def send_all(self, requests: Sequence[Callable[[], T]]) -> list[T]:
         """Every request, concurrently through the gate; answers in order."""
-        if len(requests) <= 1:
-            return [self.send(r) for r in requests]
-        with ThreadPoolExecutor(max_workers=min(self.limit, len(requests))) as pool:
-            return list(pool.map(self.send, requests))
+        return in_order(self.send, requests, self.limit)

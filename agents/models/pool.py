@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 from langchain_core.messages import BaseMessage
 
+from agents.models.gate import in_order
 from core.errors import ModelCallFailed
 from core.records import Reply
 from core.rng import per_conversation
@@ -80,8 +80,7 @@ class ServerPool:
             return result
 
     def _each(self, items: Sequence[Any], work: Callable[[Any], list[T]]) -> list[T]:
-        with ThreadPoolExecutor(max_workers=max(1, min(self.max_concurrency, len(items)))) as pool:
-            return [r for part in pool.map(work, items) for r in part]
+        return [r for part in in_order(work, items, self.max_concurrency) for r in part]
 
     def complete(self, conversations: Sequence[Sequence[BaseMessage]], *,
                  seed: int | Sequence[int] | None = None, adapters: Sequence[str] | None = None,

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -30,7 +29,7 @@ from langchain_core.messages import BaseMessage
 
 from agents.models import loading
 from agents.models.choices import from_logprobs
-from agents.models.gate import RequestGate
+from agents.models.gate import RequestGate, in_order
 from agents.models.servers import (
     BUILD_HINT,
     LLAMA_CPP_VERSION,
@@ -163,10 +162,8 @@ class ServedChat:
                 "repeat_penalty": self.repetition_penalty, "cache_prompt": True,
                 "temperature": self.temperature if temperature is None else temperature}
         jobs = [(list(c), s, n) for c, s, n in zip(conversations, seeds, names, strict=True)]
-        if count == 1:  # an episode's own turn: its request goes out from its own thread
-            return self._request(*jobs[0], body, candidates)
-        with ThreadPoolExecutor(max_workers=max(1, min(self.max_concurrency, count))) as pool:
-            answers = list(pool.map(lambda job: self._request(*job, body, candidates), jobs))
+        # an episode's own turn (one job) goes out from the episode's own thread
+        answers = in_order(lambda job: self._request(*job, body, candidates), jobs, self.max_concurrency)
         return [reply for replies in answers for reply in replies]
 
     def _request(self, messages: list[BaseMessage], seed: int | None, adapter: str, body: dict[str, Any],
@@ -251,9 +248,9 @@ class LlamaCppChat(ServedChat):
         # fast on CPUs measured here (bench/README.md); a GGUF given by path as it is
         self.quantize = ("Q8_0" if not path else None) if quantize == "auto" else quantize
 
-    @property
-    def served_gguf(self) -> Path:
-        """The GGUF llama-server loads: ``gguf``, re-quantized to ``quantize`` if one is set."""
+    def _served_gguf(self) -> Path:
+        """The GGUF llama-server loads: ``gguf``, re-quantized to ``quantize`` if one is set
+        (once; llama-quantize runs the first time)."""
         if not self.gguf.is_file():
             raise UsageError(f"model.path={self.gguf} is not a file: allowed is a .gguf file")
         if not self.quantize:
@@ -276,7 +273,7 @@ class LlamaCppChat(ServedChat):
         return f"llama-server (llama.cpp {LLAMA_CPP_VERSION}), {self.slots} slots{weights}"
 
     def _launch(self, log_path: Path | None) -> ServerProcess:
-        gguf = self.served_gguf
+        gguf = self._served_gguf()
         cache = Path(self.cache_dir).expanduser()
         loras = [convert_adapter(Path(f), self._base_folder(), cache) for f in self.adapters.values()]
         return llama_server(gguf, binary=self.binary, slots=self.slots,

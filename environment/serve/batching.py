@@ -2,8 +2,8 @@
 of its own, and the chat model batches what is pending at once (the in-process model's
 micro-batcher, `agents/models/coalesce.py`, the one the independent engine uses; a served model's
 continuous batching). At most ``max_in_flight`` requests are answered at once; 1 answers them one
-at a time, in arrival order. Each request samples with its own seed, so its reply does not
-depend on the batch it shared."""
+at a time, in arrival order. Each request samples with its own seed, so its seeds do not
+depend on the batch it shared (its text can, through batch numerics)."""
 
 from __future__ import annotations
 
