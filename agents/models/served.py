@@ -28,7 +28,9 @@ import numpy as np
 from langchain_core.messages import BaseMessage
 
 from agents.models import loading
+from agents.models.blocking import Avoid
 from agents.models.choices import from_logprobs
+from agents.models.copy_penalty import copy_window, dry_fields
 from agents.models.gate import RequestGate, in_order
 from agents.models.servers import (
     BUILD_HINT,
@@ -151,9 +153,9 @@ class ServedChat:
                  on_text: OnText | None = None, candidates: int = 1, avoid: Sequence[Any] | None = None,
                  block_ngrams: int = 4) -> list[Reply]:
         """One request per conversation (``candidates`` choices each, the prompt read once),
-        up to ``max_concurrency`` in flight at once (over every caller). The server cannot forbid
-        n-grams: ``avoid`` is left to the turn ranker, which ranks copies last. ``on_text`` is not
-        called."""
+        up to ``max_concurrency`` in flight at once (over every caller). A server cannot forbid
+        n-grams: ``avoid`` becomes what the server offers against copying (`_no_copy`), and the
+        turn ranker ranks copies last. ``on_text`` is not called."""
         self.start()
         count = len(conversations)
         seeds = per_conversation(seed, count)
@@ -161,15 +163,17 @@ class ServedChat:
         body = {"max_tokens": max_new_tokens or self.max_new_tokens, "top_p": self.top_p,
                 "repeat_penalty": self.repetition_penalty, "cache_prompt": True,
                 "temperature": self.temperature if temperature is None else temperature}
-        jobs = [(list(c), s, n) for c, s, n in zip(conversations, seeds, names, strict=True)]
+        avoids = list(avoid) if avoid is not None else [None] * count
+        jobs = [(list(c), s, n, a) for c, s, n, a in zip(conversations, seeds, names, avoids, strict=True)]
         # an episode's own turn (one job) goes out from the episode's own thread
-        answers = in_order(lambda job: self._request(*job, body, candidates), jobs, self.max_concurrency)
+        answers = in_order(lambda job: self._request(*job, body, candidates, block_ngrams), jobs,
+                           self.max_concurrency)
         return [reply for replies in answers for reply in replies]
 
-    def _request(self, messages: list[BaseMessage], seed: int | None, adapter: str, body: dict[str, Any],
-                 candidates: int) -> list[Reply]:
+    def _request(self, messages: list[BaseMessage], seed: int | None, adapter: str, avoid: Avoid | None,
+                 body: dict[str, Any], candidates: int, block_ngrams: int) -> list[Reply]:
         route, fields = self._route(adapter)
-        extra = {**body, **fields}
+        extra = {**body, **fields, **(self._no_copy(messages, avoid, block_ngrams) if avoid else {})}
         if seed is not None:
             extra["seed"] = int(seed)
         result = self._gate.send(
@@ -196,6 +200,10 @@ class ServedChat:
 
     def _load_tokenizer(self) -> Any:
         raise NotImplementedError
+
+    def _no_copy(self, messages: list[BaseMessage], avoid: Avoid, block_ngrams: int) -> dict[str, Any]:
+        """Request fields against copying ``avoid``'s texts; none by default."""
+        return {}
 
     def _route(self, adapter: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """How a request asks for ``adapter``: (call arguments, body fields)."""
@@ -230,7 +238,7 @@ class LlamaCppChat(ServedChat):
 
     def __init__(self, path: str | None = None, binary: str | None = None, slots: int = 16,
                  context_per_slot: int = 2048, threads: int | None = None, extra_args: Sequence[str] = (),
-                 quantize: str | None = "auto", **settings: Any) -> None:
+                 quantize: str | None = "auto", dry_multiplier: float = 3.0, **settings: Any) -> None:
         require(path is None or str(path).endswith(".gguf"), "path", "allowed is a .gguf file or null "
                 "(the embedded SmolLM2 GGUF)", path)
         require(quantize is None or quantize == "auto" or quantize in GGUF_TYPES, "quantize",
@@ -238,12 +246,15 @@ class LlamaCppChat(ServedChat):
         require(is_whole(slots, 1, 512), "slots", "allowed is a whole number from 1 to 512", slots)
         require(is_whole(context_per_slot, 256, 131072), "context_per_slot",
                 "allowed is a whole number from 256 to 131072", context_per_slot)
+        require(is_number(dry_multiplier, 0, 100), "dry_multiplier",
+                "allowed is a number from 0 (off) to 100", dry_multiplier)
         server = llama_server_path(binary)  # a missing server stops the run before it starts
         require(server.is_file() and os.access(server, os.X_OK), "binary",
                 f"no llama-server at {server}: build it with `{BUILD_HINT}`", binary)
         super().__init__(**settings)
         self.path, self.binary, self.slots, self.context_per_slot = path, binary, slots, context_per_slot
         self.threads, self.extra_args = threads, [str(a) for a in extra_args]
+        self.dry_multiplier = float(dry_multiplier)
         # auto: the embedded model (Q4_1 as shipped) as Q8_0, which llama.cpp ran about twice as
         # fast on CPUs measured here (bench/README.md); a GGUF given by path as it is
         self.quantize = ("Q8_0" if not path else None) if quantize == "auto" else quantize
@@ -287,6 +298,13 @@ class LlamaCppChat(ServedChat):
         if self.path:
             return AutoTokenizer.from_pretrained(self.gguf.parent, gguf_file=self.gguf.name)
         return AutoTokenizer.from_pretrained(self._base_folder())
+
+    def _no_copy(self, messages: list[BaseMessage], avoid: Avoid, block_ngrams: int) -> dict[str, Any]:
+        """llama.cpp's DRY sampler over the prompt from the first text to avoid on (`copy_penalty.py`)."""
+        if self.dry_multiplier <= 0 or block_ngrams < 2:
+            return {}
+        window = copy_window(self._counter.tokenizer, messages, avoid)
+        return dry_fields(window, block_ngrams, self.dry_multiplier)
 
     def _base_folder(self) -> Path:
         """A Hugging Face folder of the base model (its config is what the converter needs)."""
