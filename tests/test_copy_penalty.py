@@ -50,7 +50,8 @@ def test_the_window_counts_the_tail_in_the_model_s_tokens(chat_model) -> None:
 
 @pytest.mark.fast
 def test_dry_fields_penalise_the_n_gram_the_in_process_blocker_forbids() -> None:
-    fields = dry_fields(120, 4, 3.0)
-    assert fields["dry_allowed_length"] == 3 and fields["dry_penalty_last_n"] == 120
+    fields = dry_fields(120, 48, 4, 3.0)  # the window outlasts a 48-token reply
+    assert fields["dry_allowed_length"] == 3 and fields["dry_penalty_last_n"] == 168
     assert fields["dry_multiplier"] == 3.0 and fields["dry_sequence_breakers"] == ["\n"]
-    assert dry_fields(0, 4, 3.0) == {} and dry_fields(120, 4, 0.0) == {} and dry_fields(120, 0, 3.0) == {}
+    assert dry_fields(0, 48, 4, 3.0) == {} and dry_fields(120, 48, 4, 0.0) == {}
+    assert dry_fields(120, 48, 0, 3.0) == {}

@@ -137,3 +137,34 @@ def test_a_server_slower_than_its_timeout_is_one_line_and_the_server_stops(tmp_p
     assert len(errors) == 1 and "did not answer a request within model.timeout=0.01 s" in errors[0]
     assert f"resume={tmp_path / 'run'} continues" in errors[0]
     assert set(servers()) <= before
+
+
+def test_dry_keeps_a_served_reply_from_copying_what_it_must_not(tmp_path: Path) -> None:
+    """`model.dry_multiplier` through Hydra's compose on a real llama-server: greedy, the model
+    copies a recalled memory word for word when DRY is off, and does not with the default."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    from agents.models.blocking import Avoid
+
+    memory = "I love hiking in the mountains with my dog every single weekend, rain or shine."
+    messages = [SystemMessage(f"You are Uma.\nAbout you:\n- I keep bees.\nThings you remember:\n- {memory}"),
+                HumanMessage("What do you do every weekend?")]
+    avoid = Avoid(texts=(memory,), allowed=("I keep bees.",))
+    replies = {}
+    for setting in ("model.dry_multiplier=0", "model.temperature=0"):
+        with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("config", overrides=["model=llamacpp", "model.temperature=0", setting])
+        model = instantiate(cfg.model)
+        try:
+            replies[setting] = model.complete([messages], seed=1, candidates=1, avoid=[avoid])[0].text
+        finally:
+            model.close()
+
+    def four_grams(text: str) -> set[tuple[str, ...]]:
+        words = text.lower().replace(",", " ").split()
+        return {tuple(words[i:i + 4]) for i in range(len(words) - 3)}
+
+    assert four_grams(replies["model.dry_multiplier=0"]) & four_grams(memory), replies  # it copies
+    assert not four_grams(replies["model.temperature=0"]) & four_grams(memory), replies

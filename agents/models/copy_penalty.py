@@ -37,11 +37,15 @@ def copy_window(tokenizer: Any, messages: Sequence[BaseMessage], avoid: Avoid) -
     return len(tokenizer.encode(prompt[start:], add_special_tokens=False))
 
 
-def dry_fields(window: int, block_ngrams: int, multiplier: float, base: float = 1.75) -> dict[str, Any]:
+def dry_fields(window: int, reply_tokens: int, block_ngrams: int, multiplier: float,
+               base: float = 1.75) -> dict[str, Any]:
     """llama-server's request fields: a token that would make an n-gram (``block_ngrams``) of
-    the last ``window`` tokens is penalised by ``multiplier``, longer copies exponentially more.
-    Only a newline breaks a match (llama.cpp's default also breaks on ':', '"' and '*')."""
+    the last ``window`` prompt tokens is penalised by ``multiplier``, longer copies exponentially
+    more. DRY's window is the context's last tokens, so it slides as the reply grows: it is made
+    ``reply_tokens`` longer to keep the whole tail in it to the reply's end (the reply's first
+    tokens then also see that many tokens before the tail, the persona's last lines). Only a
+    newline breaks a match (llama.cpp's default also breaks on ':', '"' and '*')."""
     if window <= 0 or multiplier <= 0 or block_ngrams < 2:
         return {}
     return {"dry_multiplier": multiplier, "dry_base": base, "dry_allowed_length": block_ngrams - 1,
-            "dry_penalty_last_n": window, "dry_sequence_breakers": ["\n"]}
+            "dry_penalty_last_n": window + reply_tokens, "dry_sequence_breakers": ["\n"]}

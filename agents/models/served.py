@@ -173,7 +173,8 @@ class ServedChat:
     def _request(self, messages: list[BaseMessage], seed: int | None, adapter: str, avoid: Avoid | None,
                  body: dict[str, Any], candidates: int, block_ngrams: int) -> list[Reply]:
         route, fields = self._route(adapter)
-        extra = {**body, **fields, **(self._no_copy(messages, avoid, block_ngrams) if avoid else {})}
+        no_copy = self._no_copy(messages, avoid, int(body["max_tokens"]), block_ngrams) if avoid else {}
+        extra = {**body, **fields, **no_copy}
         if seed is not None:
             extra["seed"] = int(seed)
         result = self._gate.send(
@@ -201,7 +202,8 @@ class ServedChat:
     def _load_tokenizer(self) -> Any:
         raise NotImplementedError
 
-    def _no_copy(self, messages: list[BaseMessage], avoid: Avoid, block_ngrams: int) -> dict[str, Any]:
+    def _no_copy(self, messages: list[BaseMessage], avoid: Avoid, reply_tokens: int,
+                 block_ngrams: int) -> dict[str, Any]:
         """Request fields against copying ``avoid``'s texts; none by default."""
         return {}
 
@@ -299,12 +301,13 @@ class LlamaCppChat(ServedChat):
             return AutoTokenizer.from_pretrained(self.gguf.parent, gguf_file=self.gguf.name)
         return AutoTokenizer.from_pretrained(self._base_folder())
 
-    def _no_copy(self, messages: list[BaseMessage], avoid: Avoid, block_ngrams: int) -> dict[str, Any]:
+    def _no_copy(self, messages: list[BaseMessage], avoid: Avoid, reply_tokens: int,
+                 block_ngrams: int) -> dict[str, Any]:
         """llama.cpp's DRY sampler over the prompt from the first text to avoid on (`copy_penalty.py`)."""
         if self.dry_multiplier <= 0 or block_ngrams < 2:
             return {}
         window = copy_window(self._counter.tokenizer, messages, avoid)
-        return dry_fields(window, block_ngrams, self.dry_multiplier)
+        return dry_fields(window, reply_tokens, block_ngrams, self.dry_multiplier)
 
     def _base_folder(self) -> Path:
         """A Hugging Face folder of the base model (its config is what the converter needs)."""
