@@ -65,12 +65,14 @@ class Recorder:
     def wrap(self, model: LlamaCppChat) -> None:
         original = model._request
 
-        def recorded(messages: Any, seed: Any, adapter: str, body: dict[str, Any], candidates: int) -> Any:
+        def recorded(messages: Any, seed: Any, adapter: str, avoid: Any, body: dict[str, Any],
+                     candidates: int, block_ngrams: int) -> Any:
+            no_copy = model._no_copy(messages, avoid, int(body["max_tokens"]), block_ngrams) if avoid else {}
             with self.lock:
                 self.requests.setdefault(threading.get_ident(), []).append(
                     {"messages": to_chat(messages), "seed": seed, "n": candidates, **body,
-                     **model._route(adapter)[1]})
-            return original(messages, seed, adapter, body, candidates)
+                     **model._route(adapter)[1], **no_copy})
+            return original(messages, seed, adapter, avoid, body, candidates, block_ngrams)
 
         model._request = recorded  # type: ignore[method-assign]
 
