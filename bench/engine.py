@@ -83,7 +83,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--episodes", type=int, default=16, help="episodes in the round (2 characters each)")
     parser.add_argument("--turns", type=int, default=6, help="turns per episode (fixed: no early stop)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--slots", type=int, default=32, help="llama-server parallel slots")
+    parser.add_argument("--slots", type=int, default=64, help="llama-server parallel slots")
     parser.add_argument("--skip-local", action="store_true", help="only (c) and (d)")
     parser.add_argument("--server-args", default="", help="more llama-server flags, e.g. '-fa on'")
     parser.add_argument("--quantize", default="auto", help="model.quantize for llama-server: auto (Q8_0), "

@@ -168,3 +168,18 @@ def test_dry_keeps_a_served_reply_from_copying_what_it_must_not(tmp_path: Path) 
 
     assert four_grams(replies["model.dry_multiplier=0"]) & four_grams(memory), replies  # it copies
     assert not four_grams(replies["model.temperature=0"]) & four_grams(memory), replies
+
+
+def test_the_engine_benchmark_runs_end_to_end_and_replays_the_same_requests() -> None:
+    """`python -m bench.engine` at its smallest (one episode of two turns, the served cases):
+    it broke twice unseen when the served request's signature changed. Timings are not checked."""
+    command = [PYTHON, "-m", "bench.engine", "--skip-local", "--episodes", "1", "--turns", "2"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert line["benchmark"] == "engine" and line["llamacpp"]["episodes"] == 1
+    assert line["llamacpp"]["completion_tokens"] > 0 and line["raw"]["completion_tokens"] > 0
+    served, replayed = line["llamacpp"]["prompt_tokens"], line["raw"]["prompt_tokens"]
+    assert abs(served - replayed) <= 0.01 * served, line  # the same requests
+    assert not orphaned_servers()
