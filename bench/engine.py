@@ -62,19 +62,18 @@ class Recorder:
     requests: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def wrap(self, model: LlamaCppChat) -> None:
-        original = model._request
+    def wrap(self, model: LlamaCppChat, candidates: int) -> None:
+        """Record each request's body as the model builds it (`_payload`), with its n choices."""
+        original = model._payload
 
-        def recorded(messages: Any, seed: Any, adapter: str, avoid: Any, body: dict[str, Any],
-                     candidates: int, block_ngrams: int) -> Any:
-            no_copy = model._no_copy(messages, avoid, int(body["max_tokens"]), block_ngrams) if avoid else {}
+        def recorded(messages: Any, *args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+            route, extra = original(messages, *args)
             with self.lock:
                 self.requests.setdefault(threading.get_ident(), []).append(
-                    {"messages": to_chat(messages), "seed": seed, "n": candidates, **body,
-                     **model._route(adapter)[1], **no_copy})
-            return original(messages, seed, adapter, avoid, body, candidates, block_ngrams)
+                    {"messages": to_chat(messages), "n": candidates, **extra})
+            return route, extra
 
-        model._request = recorded  # type: ignore[method-assign]
+        model._payload = recorded  # type: ignore[method-assign]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -119,7 +118,7 @@ def run_case(name: str, args: argparse.Namespace, overrides: Sequence[str],
         if isinstance(model, LlamaCppChat):
             model.start()
             if recorder is not None:
-                recorder.wrap(model)
+                recorder.wrap(model, built.engine.turn.candidates)
         else:
             built.engine.run(plans[:1], RngTree(args.seed + 1), now=0.0)  # warm: kernels, embedder
         log(f"{name}: {len(plans)} episodes x {args.turns} turns")

@@ -146,6 +146,7 @@ def test_dry_keeps_a_served_reply_from_copying_what_it_must_not(tmp_path: Path) 
     from hydra.utils import instantiate
     from langchain_core.messages import HumanMessage, SystemMessage
 
+    from agents.degeneration import longest_shared_run, words
     from agents.models.blocking import Avoid
 
     memory = "I love hiking in the mountains with my dog every single weekend, rain or shine."
@@ -161,13 +162,9 @@ def test_dry_keeps_a_served_reply_from_copying_what_it_must_not(tmp_path: Path) 
             replies[setting] = model.complete([messages], seed=1, candidates=1, avoid=[avoid])[0].text
         finally:
             model.close()
-
-    def four_grams(text: str) -> set[tuple[str, ...]]:
-        words = text.lower().replace(",", " ").split()
-        return {tuple(words[i:i + 4]) for i in range(len(words) - 3)}
-
-    assert four_grams(replies["model.dry_multiplier=0"]) & four_grams(memory), replies  # it copies
-    assert not four_grams(replies["model.temperature=0"]) & four_grams(memory), replies
+    shared = {k: longest_shared_run(words(text), words(memory)) for k, text in replies.items()}
+    assert shared["model.dry_multiplier=0"] >= 4, replies  # it copies 4 words or more in a row
+    assert shared["model.temperature=0"] < 4, replies
 
 
 def test_the_engine_benchmark_runs_end_to_end_and_replays_the_same_requests() -> None:

@@ -172,11 +172,7 @@ class ServedChat:
 
     def _request(self, messages: list[BaseMessage], seed: int | None, adapter: str, avoid: Avoid | None,
                  body: dict[str, Any], candidates: int, block_ngrams: int) -> list[Reply]:
-        route, fields = self._route(adapter)
-        no_copy = self._no_copy(messages, avoid, int(body["max_tokens"]), block_ngrams) if avoid else {}
-        extra = {**body, **fields, **no_copy}
-        if seed is not None:
-            extra["seed"] = int(seed)
+        route, extra = self._payload(messages, seed, adapter, avoid, body, block_ngrams)
         result = self._gate.send(
             lambda: self._chat.generate([messages], n=candidates, extra_body=extra, **route))
         generations = result.generations[0]
@@ -194,6 +190,17 @@ class ServedChat:
             self.usage.cached_tokens += cached
             self.usage.completion_tokens += sum(r.completion_tokens for r in replies)
         return replies
+
+    def _payload(self, messages: list[BaseMessage], seed: int | None, adapter: str, avoid: Avoid | None,
+                 body: dict[str, Any], block_ngrams: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A request's call arguments (the adapter's route) and body: the sampling settings, the
+        adapter's fields, what the server offers against copying ``avoid``, the seed."""
+        route, fields = self._route(adapter)
+        no_copy = self._no_copy(messages, avoid, int(body["max_tokens"]), block_ngrams) if avoid else {}
+        extra = {**body, **fields, **no_copy}
+        if seed is not None:
+            extra["seed"] = int(seed)
+        return route, extra
 
     def count_tokens(self, text: str) -> int:
         """The tokens of a reply by the model's tokenizer (the server counts only its first choice)."""
