@@ -139,32 +139,48 @@ def test_a_server_slower_than_its_timeout_is_one_line_and_the_server_stops(tmp_p
     assert set(servers()) <= before
 
 
-def test_dry_keeps_a_served_reply_from_copying_what_it_must_not(tmp_path: Path) -> None:
-    """`model.dry_multiplier` through Hydra's compose on a real llama-server: greedy, the model
-    copies a recalled memory word for word when DRY is off, and does not with the default."""
+# (memory, question) pairs whose greedy reply copies the memory with DRY off: which one does
+# depends on the CPU kind's llama.cpp build (the first on avx512_bf16 machines, only the second on
+# an AVX2-only Zen 3), so the control asks that at least one of them copies
+COPY_BAIT = (("I love hiking in the mountains with my dog every single weekend, rain or shine.",
+              "What do you do every weekend?"),
+             ("I grew up on a small farm in Iowa with three brothers and a goat named Pickles.",
+              "Where did you grow up?"))
+
+
+def served_greedy_replies(setting: str) -> list[str]:
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
     from langchain_core.messages import HumanMessage, SystemMessage
 
-    from agents.degeneration import longest_shared_run, words
     from agents.models.blocking import Avoid
 
-    memory = "I love hiking in the mountains with my dog every single weekend, rain or shine."
-    messages = [SystemMessage(f"You are Uma.\nAbout you:\n- I keep bees.\nThings you remember:\n- {memory}"),
-                HumanMessage("What do you do every weekend?")]
-    avoid = Avoid(texts=(memory,), allowed=("I keep bees.",))
-    replies = {}
-    for setting in ("model.dry_multiplier=0", "model.temperature=0"):
-        with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("config", overrides=["model=llamacpp", "model.temperature=0", setting])
-        model = instantiate(cfg.model)
-        try:
-            replies[setting] = model.complete([messages], seed=1, candidates=1, avoid=[avoid])[0].text
-        finally:
-            model.close()
-    shared = {k: longest_shared_run(words(text), words(memory)) for k, text in replies.items()}
-    assert shared["model.dry_multiplier=0"] >= 4, replies  # it copies 4 words or more in a row
-    assert shared["model.temperature=0"] < 4, replies
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["model=llamacpp", "model.temperature=0", setting])
+    model = instantiate(cfg.model)
+    try:
+        return [model.complete([[SystemMessage(f"You are Uma.\nAbout you:\n- I keep bees.\n"
+                                               f"Things you remember:\n- {memory}"), HumanMessage(question)]],
+                               seed=1, candidates=1, avoid=[Avoid(texts=(memory,), allowed=("I keep bees.",))]
+                               )[0].text for memory, question in COPY_BAIT]
+    finally:
+        model.close()
+
+
+def test_dry_keeps_a_served_reply_from_copying_what_it_must_not() -> None:
+    """`model.dry_multiplier` through Hydra's compose on a real llama-server: greedy, the model
+    copies a recalled memory word for word when DRY is off (8 words or more in a row), and with
+    the default copies at most 4: DRY allows 3 tokens, the 4th costs `dry_multiplier` of logit and
+    each further one 1.75x more (the farm memory: 17 words off, "I grew up on" with the default)."""
+    from agents.degeneration import longest_shared_run, words
+
+    replies = {setting: served_greedy_replies(setting)
+               for setting in ("model.dry_multiplier=0", "model.temperature=0")}
+    shared = {setting: [longest_shared_run(words(text), words(memory))
+                        for text, (memory, _) in zip(texts, COPY_BAIT, strict=True)]
+              for setting, texts in replies.items()}
+    assert max(shared["model.dry_multiplier=0"]) >= 8, (shared, replies)  # the control: it copies
+    assert max(shared["model.temperature=0"]) <= 4, (shared, replies)
 
 
 def test_the_engine_benchmark_runs_end_to_end_and_replays_the_same_requests() -> None:
