@@ -17,7 +17,8 @@ from tests.conftest import PYTHON, ROOT
 
 # the default schedule in process (lockstep) and its batching: a resumed round generates its
 # stored episodes again beside the others, so that every batch is as it was
-RUN = ["experiment=smoke", "simulation.rounds=2", "simulation.progress=false", "conversation.candidates=2"]
+RUN = ["experiment=smoke", "simulation.rounds=2", "simulation.progress=false", "conversation.candidates=2",
+       "model.max_new_tokens=24"]
 # (kill point, on its n-th time in that process): see tests/kill_at.py. Each round has 2 episodes
 # of 2 turns, one batched step per turn, and a resumed round first takes back what its stored
 # episodes' commits left in memory. 1: dies before round 0's second insert. 2: re-runs round 0
@@ -107,7 +108,8 @@ def test_the_memory_store_equals_the_uninterrupted_one(runs) -> None:
 # finished. One episode at a time (concurrency 1), each prompt alone, so the run is exact; the
 # society has 3 pairs of 2 turns, and the kill comes inside the third episode's first turn.
 ONE_BY_ONE = ["experiment=smoke", "society.size=6", "simulation.progress=false",
-              "conversation.schedule=independent", "conversation.concurrency=1", "model.max_batch_size=1"]
+              "conversation.schedule=independent", "conversation.concurrency=1", "model.max_batch_size=1",
+              "conversation.candidates=1", "model.max_new_tokens=24"]
 
 
 def stored_rows(folder: Path) -> tuple[list[str], list[int]]:

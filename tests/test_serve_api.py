@@ -261,7 +261,7 @@ def test_32_concurrent_clients_with_malformed_requests_interleaved(served) -> No
                 continue
             text = f"Hello, I am Sam from flat {number}{k}. What do you like to do on weekends?"
             made.add((character.id, text))
-            body = {"model": f"character/{character.id}",
+            body = {"model": f"character/{character.id}", "max_tokens": 16,  # the load, not the length
                     "messages": [{"role": "user", "content": text}]}
             answer = await http.post(f"{server.url}/v1/chat/completions", json=body)
             sent.append((character.id, text, answer.status_code))

@@ -177,7 +177,7 @@ def test_interrupted_run_resumes_without_losing_or_duplicating_episodes(tmp_path
     folder = tmp_path / "run"
     database = folder / "episodes.sqlite"
     command = [PYTHON, "run.py", "experiment=smoke", "simulation.rounds=2", "simulation.progress=false",
-               f"hydra.run.dir={folder}"]
+               "model.max_new_tokens=24", f"hydra.run.dir={folder}"]
     # A shell starts background jobs with SIGINT ignored and children inherit that (then Python
     # installs no KeyboardInterrupt handler): give the run the default, as a terminal would.
     process = subprocess.Popen(command, cwd=ROOT, env=salon_env(), stdout=subprocess.PIPE,
