@@ -29,9 +29,9 @@ def salon(*arguments: str, timeout: float = 600) -> subprocess.CompletedProcess:
 # 3 candidates of 48 tokens)
 LOOP = ["task=loop", "experiment=smoke", "loop.generations=1", "loop.held_out=1", "conversation.max_turns=3",
         "conversation.min_turns=3", "conversation.candidates=2", "model.max_new_tokens=24",
-        "loop.eval_dialogues=[0,3]", "loop.eval_per_dialogue=2",
-        "loop.test_dialogues=[200,203]", "loop.test_per_dialogue=1", "loop.discriminator_dialogues=[40,52]",
-        "loop.warm_start_steps=1", "training.personachat_dialogues=[40,46]", "training.lora.max_steps=1",
+        "loop.eval_dialogues=[0,2]", "loop.eval_per_dialogue=2",
+        "loop.test_dialogues=[200,202]", "loop.test_per_dialogue=1", "loop.discriminator_dialogues=[40,46]",
+        "loop.warm_start_steps=1", "training.personachat_dialogues=[40,43]", "training.lora.max_steps=1",
         "training.lora.batch_size=2", "training.scorer.epochs=1", "simulation.progress=false"]
 
 
