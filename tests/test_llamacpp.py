@@ -90,7 +90,7 @@ def test_a_default_simulation_runs_on_llama_server_and_stops_it(tmp_path: Path) 
 
 def test_model_quantize_null_serves_the_gguf_as_shipped(tmp_path: Path) -> None:
     result = salon("model=llamacpp", "model.quantize=null", "experiment=smoke", "conversation.max_turns=2",
-                   "simulation.progress=false", f"hydra.run.dir={tmp_path}")
+                   "model.max_new_tokens=24", "simulation.progress=false", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
     report = (tmp_path / "report.md").read_text()
     assert "llama-server" in report and "weights as" not in report

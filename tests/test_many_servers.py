@@ -19,7 +19,7 @@ from tests.conftest import run_py as salon
 NEED_LLAMA = pytest.mark.skipif(
     not llama_server_path().is_file() and not os.environ.get("SALON_REQUIRE_LLAMA_SERVER"),
     reason="llama-server is not built: make llama-server")
-SMOKE = ["experiment=smoke", "simulation.progress=false"]
+SMOKE = ["experiment=smoke", "simulation.progress=false", "model.max_new_tokens=24"]
 
 
 def running(fragment: str) -> bool:
