@@ -16,7 +16,6 @@ salon = functools.partial(run_py, timeout=900)
 def test_a_token_budget_stops_the_run_and_resume_finishes_it(tmp_path: Path) -> None:
     run = tmp_path / "run"
     stopped = salon("experiment=smoke", "simulation.rounds=4", "simulation.budget.tokens=1500",
-                    "model.max_new_tokens=24",
                     "+simulation.budget.prices.SmolLM2-135M-Instruct=[1.0,2.0]", "simulation.progress=false",
                     f"hydra.run.dir={run}")
     assert stopped.returncode == 0, stopped.stderr[-2000:]
