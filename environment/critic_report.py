@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from itertools import combinations
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from agents.degeneration import run_degeneration
 from agents.judge import NO_PROBABILITIES
@@ -91,6 +90,8 @@ def _rho(pairs: Sequence[tuple[float, float]]) -> float:
     clean = [(a, b) for a, b in pairs if not (math.isnan(a) or math.isnan(b))]
     if len(clean) < 3 or len({a for a, _ in clean}) < 2 or len({b for _, b in clean}) < 2:
         return math.nan
+    from scipy.stats import spearmanr  # here, not at the top: see core/stats.py
+
     return round(float(spearmanr(*zip(*clean, strict=True)).statistic), 2)
 
 
