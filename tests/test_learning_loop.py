@@ -24,9 +24,9 @@ def salon(*arguments: str, timeout: float = 600) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
-# 3 turns, 2 candidates of 24 tokens: the smallest society whose best-of-n turns still give DPO
-# pairs for training and evaluation (a loop run 3:23 alone on an AVX2 machine; 6:04 with 4 turns,
-# 3 candidates of 48 tokens)
+# 3 turns, 2 candidates of 24 tokens: the best-of-n turns still give DPO pairs for training and
+# evaluation (4 and 1 measured; 2 turns were not tried). A loop with these took 3:23 alone on an
+# AVX2 machine, 6:04 with 4 turns and 3 candidates of 48 tokens
 LOOP = ["task=loop", "experiment=smoke", "loop.generations=1", "loop.held_out=1", "conversation.max_turns=3",
         "conversation.min_turns=3", "conversation.candidates=2", "model.max_new_tokens=24",
         "loop.eval_dialogues=[0,2]", "loop.eval_per_dialogue=2",

@@ -158,11 +158,14 @@ def served_greedy_replies(setting: str) -> list[str]:
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["model=llamacpp", "model.temperature=0", setting])
     model = instantiate(cfg.model)
+    replies = []
     try:
-        return [model.complete([[SystemMessage(f"You are Uma.\nAbout you:\n- I keep bees.\n"
-                                               f"Things you remember:\n- {memory}"), HumanMessage(question)]],
-                               seed=1, candidates=1, avoid=[Avoid(texts=(memory,), allowed=("I keep bees.",))]
-                               )[0].text for memory, question in COPY_BAIT]
+        for memory, question in COPY_BAIT:
+            persona = f"You are Uma.\nAbout you:\n- I keep bees.\nThings you remember:\n- {memory}"
+            talk = [SystemMessage(persona), HumanMessage(question)]
+            avoid = Avoid(texts=(memory,), allowed=("I keep bees.",))
+            replies.append(model.complete([talk], seed=1, candidates=1, avoid=[avoid])[0].text)
+        return replies
     finally:
         model.close()
 
