@@ -85,8 +85,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--slots", type=int, default=64, help="llama-server parallel slots")
     parser.add_argument("--skip-local", action="store_true", help="only (c) and (d)")
     parser.add_argument("--server-args", default="", help="more llama-server flags, e.g. '-fa on'")
-    parser.add_argument("--quantize", default="auto", help="model.quantize for llama-server: auto (Q8_0), "
-                        "null (the shipped Q4_1), BF16, ...")
+    parser.add_argument("--quantize", default="auto", help="model.quantize for llama-server: auto (BF16 with "
+                        "avx512_bf16, else F32), null (the shipped Q4_1), Q8_0, ...")
     return parser.parse_args(argv)
 
 

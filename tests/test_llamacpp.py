@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.models.served import auto_weight_type
 from agents.models.servers import cpu_kind, llama_cpp_home, llama_server_path
 from tests.conftest import PYTHON, ROOT
 from tests.conftest import run_py as salon
@@ -81,9 +82,10 @@ def test_a_default_simulation_runs_on_llama_server_and_stops_it(tmp_path: Path) 
     assert sum(len(t.get("candidates") or ()) > 1 for t in turns) >= 1  # best of n, n choices per request
     report = (tmp_path / "report.md").read_text()
     assert "llama-server" in report and "prompt cache" in report
-    assert "weights as Q8_0" in report  # model.quantize=auto: the embedded Q4_1 GGUF as Q8_0
+    kind = auto_weight_type()  # model.quantize=auto: the embedded Q4_1 GGUF as BF16 or F32
+    assert f"weights as {kind}" in report
     cache = Path(os.environ.get("SALON_CACHE") or Path.home() / ".cache" / "salon")
-    made = list((cache / "llama.cpp-models").glob("*-Q8_0.gguf"))
+    made = list((cache / "llama.cpp-models").glob(f"*-{kind}.gguf"))
     assert made and made[0].read_bytes()[:4] == b"GGUF"
     assert orphaned_servers() == before
 
@@ -141,7 +143,8 @@ def test_a_server_slower_than_its_timeout_is_one_line_and_the_server_stops(tmp_p
 
 # (memory, question) pairs whose greedy reply copies the memory with DRY off: which one does
 # depends on the CPU kind's llama.cpp build (the first on avx512_bf16 machines, only the second on
-# an AVX2-only Zen 3), so the control asks that at least one of them copies
+# an AVX2-only Zen 3), so the control asks that at least one of them copies; the weights are
+# pinned to Q8_0, the type these pairs were found with (with auto's F32 the test failed on Zen 3)
 COPY_BAIT = (("I love hiking in the mountains with my dog every single weekend, rain or shine.",
               "What do you do every weekend?"),
              ("I grew up on a small farm in Iowa with three brothers and a goat named Pickles.",
@@ -156,7 +159,8 @@ def served_greedy_replies(setting: str) -> list[str]:
     from agents.models.blocking import Avoid
 
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["model=llamacpp", "model.temperature=0", setting])
+        cfg = compose("config", overrides=["model=llamacpp", "model.temperature=0", "model.quantize=Q8_0",
+                                                   setting])
     model = instantiate(cfg.model)
     replies = []
     try:
