@@ -232,8 +232,10 @@ def test_a_served_adapter_changes_what_llama_server_says(loop_run, cache_dir: Pa
     folder, registry, _ = loop_run
     ref = json.loads((folder / "loop.json").read_text())["generations"][0]["trained_adapter"]
     name, version = ref.split(":")
+    # Q8_0: with auto's F32 on an AVX2 Zen 3 the same request twice (the second from the prompt
+    # cache) differed by 4e-4, float kernels' sums in another order; Q8_0's integer ones did not
     model = LlamaCppChat(adapters={ref: str(registry / "models" / name / version)}, cache_dir=str(cache_dir),
-                         slots=2)
+                         slots=2, quantize="Q8_0")
     talk = [[SystemMessage("You are Ann, a baker. Answer with one digit."),
              HumanMessage("Rate your day, 1-5.")]]
     try:
