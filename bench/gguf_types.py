@@ -102,16 +102,20 @@ async def society_seconds(url: str, episodes: int) -> float:
 
 
 def measure(gguf: Path, kind: str, args: argparse.Namespace) -> dict[str, Any]:
-    server = llama_server(gguf, slots=max(args.parallel, args.slots)).start()
+    server = llama_server(gguf, slots=args.parallel).start()
     try:
         prompt, tokens = prompt_speed(server.base_url, kind, args.repeats)
         decode = asyncio.run(decode_speed(server.base_url, args.parallel))
-        society = asyncio.run(society_seconds(server.base_url, args.episodes)) if args.episodes else None
     finally:
         server.stop()
     result = {"file_mb": round(gguf.stat().st_size / 2**20), "prompt_tokens": tokens,
-              "prompt_tok_s": round(prompt, 1), "decode_tok_s": round(decode, 1),
-              "society_seconds": society and round(society, 1)}
+              "prompt_tok_s": round(prompt, 1), "decode_tok_s": round(decode, 1), "society_seconds": None}
+    if args.episodes:  # its own server with the society's slots, so the two figures above keep theirs
+        server = llama_server(gguf, slots=args.slots).start()
+        try:
+            result["society_seconds"] = round(asyncio.run(society_seconds(server.base_url, args.episodes)), 1)
+        finally:
+            server.stop()
     log(f"{kind}: {result}")
     return result
 

@@ -159,8 +159,8 @@ def served_greedy_replies(setting: str) -> list[str]:
     from agents.models.blocking import Avoid
 
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["model=llamacpp", "model.temperature=0", "model.quantize=Q8_0",
-                                                   setting])
+        overrides = ["model=llamacpp", "model.temperature=0", "model.quantize=Q8_0", setting]
+        cfg = compose("config", overrides=overrides)
     model = instantiate(cfg.model)
     replies = []
     try:
