@@ -29,9 +29,11 @@ VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 PYTHON = str(VENV_PYTHON if VENV_PYTHON.is_file() else sys.executable)
 
 
-def run_py(*arguments: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """`python run.py <arguments>` from the repo root, offline, output captured."""
-    return subprocess.run([PYTHON, "run.py", *arguments], cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+def run_py(*arguments: str, timeout: float = 600,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python run.py <arguments>` from the repo root, offline, output captured; ``env`` adds variables."""
+    return subprocess.run([PYTHON, "run.py", *arguments], cwd=ROOT,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -23,17 +23,23 @@ pytestmark = pytest.mark.skipif(not BINARY.is_file() and not os.environ.get("SAL
                                 reason="llama-server is not built: make llama-server")
 
 
-def servers() -> list[int]:
-    """Pids of running llama-server processes of this machine's build."""
+def servers(tag: str = "") -> list[int]:
+    """Pids of running llama-server processes of this machine's build; with ``tag``, only those
+    started by a run whose environment carries SALON_TEST_TAG=``tag`` (other tests' servers,
+    pytest-xdist's other worker included, do not count)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if os.readlink(entry / "exe") == str(BINARY):
+                if os.readlink(entry / "exe") == str(BINARY) and (not tag or tagged(entry, tag)):
                     found.append(int(entry.name))
             except OSError:
                 continue
     return found
+
+
+def tagged(process: Path, tag: str) -> bool:
+    return f"SALON_TEST_TAG={tag}".encode() in (process / "environ").read_bytes().split(b"\0")
 
 
 def orphaned_servers() -> list[int]:
@@ -131,20 +137,21 @@ def test_a_missing_server_is_one_line_before_any_work(tmp_path: Path) -> None:
 
 
 def test_a_server_slower_than_its_timeout_is_one_line_and_the_server_stops(tmp_path: Path) -> None:
-    before = set(servers())
+    tag = f"timeout-{os.getpid()}-{time.monotonic_ns()}"
     result = salon("model=llamacpp", "model.timeout=0.01", "experiment=smoke",
-                   f"hydra.run.dir={tmp_path / 'run'}")
+                   f"hydra.run.dir={tmp_path / 'run'}", env={"SALON_TEST_TAG": tag})
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("salon: error:")]
     assert len(errors) == 1 and "did not answer a request within model.timeout=0.01 s" in errors[0]
     assert f"resume={tmp_path / 'run'} continues" in errors[0]
-    assert set(servers()) <= before
+    assert servers(tag) == []  # its own server is gone (a server of a test beside it may run)
 
 
-# (memory, question) pairs whose greedy reply copies the memory with DRY off: which one does
-# depends on the CPU kind's llama.cpp build (the first on avx512_bf16 machines, only the second on
-# an AVX2-only Zen 3), so the control asks that at least one of them copies; the weights are
-# pinned to Q8_0, the type these pairs were found with (with auto's F32 the test failed on Zen 3)
+# (memory, question) pairs whose greedy reply copies the memory with DRY off: how much depends on
+# the CPU kind's llama.cpp build (the hiking one 8+ words on the avx512_bf16 Zen 4 of 2026-12-02;
+# the farm one 17 words on an AVX2-only Zen 3; the farm one 7 words on an avx512_bf16 Zen 4 on
+# 2026-12-07), so the control asks that at least one of them copies 6 words or more; the weights
+# are pinned to Q8_0, the type these pairs were found with (with auto's F32 it failed on Zen 3)
 COPY_BAIT = (("I love hiking in the mountains with my dog every single weekend, rain or shine.",
               "What do you do every weekend?"),
              ("I grew up on a small farm in Iowa with three brothers and a goat named Pickles.",
@@ -176,7 +183,7 @@ def served_greedy_replies(setting: str) -> list[str]:
 
 def test_dry_keeps_a_served_reply_from_copying_what_it_must_not() -> None:
     """`model.dry_multiplier` through Hydra's compose on a real llama-server: greedy, the model
-    copies a recalled memory word for word when DRY is off (8 words or more in a row), and with
+    copies a recalled memory word for word when DRY is off (6 words or more in a row), and with
     the default copies at most 4: DRY allows 3 tokens, the 4th costs `dry_multiplier` of logit and
     each further one 1.75x more (the farm memory: 17 words off, "I grew up on" with the default)."""
     from agents.degeneration import longest_shared_run, words
@@ -186,7 +193,7 @@ def test_dry_keeps_a_served_reply_from_copying_what_it_must_not() -> None:
     shared = {setting: [longest_shared_run(words(text), words(memory))
                         for text, (memory, _) in zip(texts, COPY_BAIT, strict=True)]
               for setting, texts in replies.items()}
-    assert max(shared["model.dry_multiplier=0"]) >= 8, (shared, replies)  # the control: it copies
+    assert max(shared["model.dry_multiplier=0"]) >= 6, (shared, replies)  # the control: it copies
     assert max(shared["model.temperature=0"]) <= 4, (shared, replies)
 
 
