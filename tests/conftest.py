@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.warm_starts import WarmStarts
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -29,12 +33,31 @@ VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 PYTHON = str(VENV_PYTHON if VENV_PYTHON.is_file() else sys.executable)
 
 
-def run_py(*arguments: str, timeout: float = 600,
-           env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """`python run.py <arguments>` from the repo root, offline, output captured; ``env`` adds variables."""
-    return subprocess.run([PYTHON, "run.py", *arguments], cwd=ROOT,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
-                          capture_output=True, text=True, timeout=timeout)
+def salon_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment, offline, with ``extra``."""
+    return {**os.environ, "HF_HUB_OFFLINE": "1", **(extra or {})}
+
+
+@functools.cache
+def warm_starts() -> WarmStarts:
+    """This worker's warm-start server (tests/warm_starts.py), started on first use."""
+    server = WarmStarts(PYTHON)
+    atexit.register(server.close)
+    return server
+
+
+def run_py(*arguments: str, timeout: float = 600, env: dict[str, str] | None = None, script: str = "run.py",
+           stdin: str = "") -> subprocess.CompletedProcess:
+    """`python <script> <arguments>` from the repo root, offline, output captured; ``env`` adds
+    variables, ``stdin`` is what it reads. A warm start: the fork of a process that has made
+    run.py's imports already (tests/warm_starts.py), so a start costs no imports."""
+    return warm_starts().run(ROOT / script, list(arguments), salon_env(env), ROOT, timeout, stdin)
+
+
+def cold_run_py(*arguments: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python run.py <arguments>` in a new interpreter, as a user starts it."""
+    return subprocess.run([PYTHON, "run.py", *arguments], cwd=ROOT, env=salon_env(), capture_output=True,
+                          text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
@@ -65,11 +88,9 @@ def contradiction_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry holding the critic's contradiction scorer, trained for real on Persona-Chat
     dev 40-199 (a quarter of an epoch: held-out AUC 0.99+ already) through run.py."""
     root = tmp_path_factory.mktemp("registry")
-    result = subprocess.run(
-        [PYTHON, "run.py", "task=train", "training.target=contradiction",
-         "training.personachat_dialogues=[40,200]", "training.scorer.epochs=0.25",
-         f"paths.registry_root={root}", f"hydra.run.dir={root / 'run'}"],
-        cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=900)
+    result = run_py("task=train", "training.target=contradiction", "training.personachat_dialogues=[40,200]",
+                    "training.scorer.epochs=0.25", f"paths.registry_root={root}",
+                    f"hydra.run.dir={root / 'run'}", timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "trained contradiction:1" in result.stdout
     return root

@@ -6,9 +6,9 @@ Bad requests to `task=serve`'s OpenAI-compatible API are a 4xx with OpenAI's err
 a 5xx, and store nothing.
 
 Each case has its own folder (inputs, run folder, registry, cache), snapshotted before and
-after. The starts go through tests/forked_runs.py: one import, then run.py as `__main__` in a
-fork per case (0.2 s instead of 2-5 s); one case is also started the ordinary way to show the
-two agree."""
+after. The starts are warm (tests/warm_starts.py: run.py as `__main__` in the fork of a process
+that has imported what it imports, 0.3 s instead of 1-5 s); one case is also started the
+ordinary way to show the two agree."""
 
 from __future__ import annotations
 
@@ -26,12 +26,12 @@ from typing import Any, NamedTuple
 import httpx
 import pytest
 
-from tests.conftest import PYTHON, ROOT, run_py
-from tests.forked_runs import run_many
+from tests.conftest import PYTHON, ROOT, cold_run_py, run_py
 
 SHIPPED_BANK = ROOT / "agents" / "data" / "bank.jsonl"
 COMMA_TEXT = "I lost my job, and I feel lost"
 FAST = 15.0  # seconds for one start: far below a model load
+TIMEOUT = 60.0  # for one start: far above a check that fails, far below a run that does work
 Setup = Callable[[Path], None]
 
 
@@ -241,20 +241,30 @@ def starts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Start]:
     """Every case (and every quoted form) started once, through run.py, in one batch."""
     root = tmp_path_factory.mktemp("bad-input")
     folders = {case.id: root / case.id for case in CASES}
-    batch, befores = [], {}
+    results, befores = [], {}
     for case in CASES:
         folders[case.id].mkdir()
         if case.setup is not None:
             case.setup(folders[case.id])
         befores[case.id] = snapshot(folders[case.id])
-        batch.append({"arguments": arguments(case, folders[case.id]),
-                      "env": {"SALON_CACHE": str(folders[case.id] / "cache")}})
-    batch += [{"arguments": ["task=match", argument, "--cfg", "job"]} for argument in QUOTED]
-    results = run_many(batch, PYTHON, {**os.environ, "HF_HUB_OFFLINE": "1"}, root)
+        cache = {"SALON_CACHE": str(folders[case.id] / "cache")}
+        results.append(started(arguments(case, folders[case.id]), cache))
+    results += [started(["task=match", argument, "--cfg", "job"]) for argument in QUOTED]
     labels = [case.id for case in CASES] + list(QUOTED)
     folder_of = {**dict.fromkeys(QUOTED, root), **folders}
     return {label: Start(result, folder_of[label], befores.get(label, {}))
             for label, result in zip(labels, results, strict=True)}
+
+
+def started(given: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """run.py with ``given``: its exit code (None: still running after TIMEOUT, killed), output, seconds."""
+    began = time.perf_counter()
+    try:
+        done = run_py(*given, env=env, timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return {"returncode": None, "stdout": "", "stderr": "", "seconds": TIMEOUT}
+    return {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr,
+            "seconds": round(time.perf_counter() - began, 2)}
 
 
 def one_line(result: dict[str, Any]) -> str:
@@ -285,10 +295,10 @@ def test_the_quoting_the_errors_suggest_reads_as_one_text(starts: dict[str, Star
     assert QUOTED[argument] in result["stdout"].splitlines()
 
 
-def test_a_forked_start_says_what_an_ordinary_start_says(starts: dict[str, Start]) -> None:
+def test_a_warm_start_says_what_an_ordinary_start_says(starts: dict[str, Start]) -> None:
     case = CONFIG_CASES[0]
     start = starts[case.id]
-    ordinary = run_py(*arguments(case, start.folder), timeout=120)
+    ordinary = cold_run_py(*arguments(case, start.folder), timeout=120)
     assert (ordinary.returncode, ordinary.stderr, ordinary.stdout) == (
         start.result["returncode"], start.result["stderr"], start.result["stdout"])
     assert snapshot(start.folder) == start.before

@@ -5,8 +5,6 @@ terminal session (stdin/stdout pipes)."""
 from __future__ import annotations
 
 import io
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from agents.turns import prompt_for
 from core.errors import UsageError
 from environment.build import instantiate
 from environment.serve.characters import UnknownCharacter, character_attributes, character_key, open_directory
-from tests.conftest import PYTHON, ROOT
+from tests.conftest import ROOT, run_py
 
 
 def config(*overrides: str):
@@ -88,11 +86,8 @@ def test_a_session_remembers_into_the_next_session(tmp_path: Path, chat_model, e
 
 def test_task_chat_in_a_scripted_terminal_session(tmp_path: Path) -> None:
     script = "Hello! What do you do for a living?\n/goal hobbies\n/memories\n\n/nonsense\n/quit\n"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    result = subprocess.run(
-        [PYTHON, "run.py", "task=chat", "character=Yara Moreau", f"paths.chat_memory={tmp_path / 'chats'}",
-         f"hydra.run.dir={tmp_path / 'run'}", "model.temperature=0"],
-        cwd=ROOT, env=env, input=script, capture_output=True, text=True, timeout=600)
+    result = run_py("task=chat", "character=Yara Moreau", f"paths.chat_memory={tmp_path / 'chats'}",
+                    f"hydra.run.dir={tmp_path / 'run'}", "model.temperature=0", stdin=script)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert lines[0].startswith("salon: chatting with Yara Moreau (infj-001)")
@@ -105,9 +100,7 @@ def test_task_chat_in_a_scripted_terminal_session(tmp_path: Path) -> None:
 
 
 def test_task_chat_with_an_unknown_character_is_one_line(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [PYTHON, "run.py", "task=chat", "character=Nobody Atall", f"paths.chat_memory={tmp_path / 'chats'}",
-         f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=ROOT, input="", capture_output=True, text=True, timeout=300)
+    result = run_py("task=chat", "character=Nobody Atall", f"paths.chat_memory={tmp_path / 'chats'}",
+                    f"hydra.run.dir={tmp_path / 'run'}", timeout=300)
     assert result.returncode == 2
     assert result.stderr.strip().startswith("salon: error: no character 'Nobody Atall'")

@@ -4,14 +4,13 @@ and before any model loads (fast, no model cache written, no run folder made).""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, ROOT
+from tests.conftest import ROOT, run_py
 
 FAST = 15.0  # seconds: far below a model load, with room for a busy 2-core machine
 SHIPPED_BANK = ROOT / "agents" / "data" / "bank.jsonl"
@@ -19,10 +18,9 @@ SHIPPED_BANK = ROOT / "agents" / "data" / "bank.jsonl"
 
 def run_salon(tmp_path: Path, *arguments: str, timeout: float = 60
               ) -> tuple[subprocess.CompletedProcess, float]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SALON_CACHE": str(tmp_path / "cache")}
     started = time.perf_counter()
-    result = subprocess.run([PYTHON, "run.py", f"hydra.run.dir={tmp_path / 'run'}", *arguments],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    result = run_py(f"hydra.run.dir={tmp_path / 'run'}", *arguments, timeout=timeout,
+                    env={"SALON_CACHE": str(tmp_path / "cache")})
     return result, time.perf_counter() - started
 
 
@@ -162,6 +160,5 @@ def test_free_text_with_a_comma_says_how_to_quote_it(tmp_path: Path) -> None:
     result, seconds = run_salon(tmp_path, "task=match", "seeker=I lost my job, and I feel lost")
     line = assert_usage_error(tmp_path, result, seconds, "seeker=")
     assert "quote the value inside the argument" in line and """'seeker="I lost my job""" in line
-    quoted = subprocess.run([PYTHON, "run.py", "task=match", 'seeker="I lost my job, and I feel lost"',
-                             "--cfg", "job"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    quoted = run_py("task=match", 'seeker="I lost my job, and I feel lost"', "--cfg", "job", timeout=60)
     assert quoted.returncode == 0 and "seeker: I lost my job, and I feel lost" in quoted.stdout

@@ -4,7 +4,6 @@ sweep) aggregated per policy into compare.md and compare.png; an empty sweep is 
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from core.records import Episode, Scores, Turn
 from core.stats import mean_ci
 from environment.compare import find_runs, load_run, policy_label, summarise, sweep_folder, write_comparison
 from environment.store import SQLiteEpisodeStore
-from tests.conftest import PYTHON, ROOT
+from tests.conftest import ROOT, run_py
 
 BANK = load_bank(ROOT / "agents" / "data" / "bank.jsonl")
 TARGETS = {"random": "matching.policies.RandomPairing", "homophily": "matching.preference.HomophilyPairing",
@@ -119,9 +118,7 @@ def test_sweep_without_runs_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def salon(cwd_tmp: Path, *arguments: str, timeout: float) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([PYTHON, "run.py", *arguments], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return run_py(*arguments, timeout=timeout)
 
 
 def test_empty_sweep_on_the_command_line_is_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -83,16 +83,11 @@ def test_goals_policy_through_run_py_records_the_openers_goals(tmp_path: Path) -
     """`conversation.goals=policy` is a documented switch: it must reach the engine from the
     command line, not only when a test builds the engine by hand."""
     import json
-    import os
-    import subprocess
-    import sys
 
-    root = Path(__file__).resolve().parents[1]
-    python = root / ".venv" / "bin" / "python"
-    result = subprocess.run(
-        [str(python if python.is_file() else sys.executable), "run.py", "experiment=smoke",
-         "conversation.goals=policy", "simulation.progress=false", f"hydra.run.dir={tmp_path}"],
-        cwd=root, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600)
+    from tests.conftest import run_py
+
+    result = run_py("experiment=smoke", "conversation.goals=policy", "simulation.progress=false",
+                    f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
     episodes = [json.loads(line) for line in (tmp_path / "episodes.jsonl").read_text().splitlines()]
     openers = [e["turns"][0] for e in episodes]

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -28,7 +26,7 @@ from agents.prompting import PromptBuilder
 from core.errors import UsageError
 from memory.chroma import ChromaMemoryStore
 from memory.retrieval import Forgetting, RetrievalWeights
-from tests.conftest import PYTHON, ROOT
+from tests.conftest import ROOT, run_py
 
 DATA = ROOT.parent / "shared" / "data" / "character-llm"
 SINGLE = DATA / "questions" / "generated_agent_interview_Spartacus.json"
@@ -90,21 +88,17 @@ def test_a_multi_turn_interview_is_judged_on_five_dimensions(tmp_path: Path, cha
 
 def test_profile_to_character_to_interview_report(tmp_path: Path) -> None:
     profile = _need(DATA / "profiles" / "wiki_Spartacus.txt")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    bank = subprocess.run(
-        [PYTHON, "run.py", "task=bank", "bank.source=profile", f"bank.path={profile}",
-         f"hydra.run.dir={tmp_path / 'bank'}", "reconstruction.scenes=1", "reconstruction.protective=1",
-         "reconstruction.fields=[]", "reconstruction.retries=0", "reconstruction.max_new_tokens=48"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    folder = tmp_path / "bank"
+    bank = run_py("task=bank", "bank.source=profile", f"bank.path={profile}", f"hydra.run.dir={folder}",
+                  "reconstruction.scenes=1", "reconstruction.protective=1", "reconstruction.fields=[]",
+                  "reconstruction.retries=0", "reconstruction.max_new_tokens=48")
     assert bank.returncode == 0, bank.stderr[-3000:]
     persona = load_bank(tmp_path / "bank" / "bank.jsonl")[0]
     assert persona.name == "Spartacus" and len(persona.extra["experiences"]) == 1
     assert len(persona.extra["protective_scenes"]) == 1 and "reconstruction_flagged" in persona.extra
-    interview = subprocess.run(
-        [PYTHON, "run.py", "task=interview", f"society.bank={tmp_path / 'bank' / 'bank.jsonl'}",
-         "character=Spartacus", f"interview.questions={_need(SINGLE)}", "interview.limit=2",
-         f"paths.chat_memory={tmp_path / 'chats'}", f"hydra.run.dir={tmp_path / 'interview'}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    interview = run_py("task=interview", f"society.bank={tmp_path / 'bank' / 'bank.jsonl'}",
+                       "character=Spartacus", f"interview.questions={_need(SINGLE)}", "interview.limit=2",
+                       f"paths.chat_memory={tmp_path / 'chats'}", f"hydra.run.dir={tmp_path / 'interview'}")
     assert interview.returncode == 0, interview.stderr[-3000:]
     report = (tmp_path / "interview" / "interview_report.md").read_text()
     assert report.startswith("# Interview: Spartacus (profile-spartacus)")

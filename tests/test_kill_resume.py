@@ -6,14 +6,13 @@ the same episodes (ids, speakers, texts, scores) and the same memory store, memo
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, ROOT
+from tests.conftest import run_py
 
 # the default schedule in process (lockstep) and its batching: a resumed round generates its
 # stored episodes again beside the others, so that every batch is as it was
@@ -30,18 +29,12 @@ KILLS = [("store", 2), ("turn", 2), ("memory", 1), ("recalls", 4)]
 TIMEOUT = 600
 
 
-def env() -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-
-
 def killed_at(point: str, n: int, arguments: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, str(ROOT / "tests" / "kill_at.py"), point, str(n), *arguments], cwd=ROOT,
-                          env=env(), capture_output=True, text=True, timeout=TIMEOUT)
+    return run_py(point, str(n), *arguments, script="tests/kill_at.py", timeout=TIMEOUT)
 
 
 def salon(arguments: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "run.py", *arguments], cwd=ROOT, env=env(), capture_output=True, text=True,
-                          timeout=TIMEOUT)
+    return run_py(*arguments, timeout=TIMEOUT)
 
 
 def episodes(folder: Path) -> list[dict]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -13,15 +12,12 @@ import numpy as np
 import pytest
 
 from agents.models.servers import llama_server_path
-from tests.conftest import PERSONACHAT, PYTHON, ROOT
+from tests.conftest import PERSONACHAT, ROOT, run_py, salon_env, warm_starts
 
 pytestmark = pytest.mark.skipif(not PERSONACHAT.is_file(), reason="shared Persona-Chat data missing")
 
 
-def salon(*arguments: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([PYTHON, "run.py", *arguments], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+salon = run_py
 
 
 # 3 turns, 2 candidates of 24 tokens: the best-of-n turns still give DPO pairs for training and
@@ -50,21 +46,17 @@ def loop_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict
     resumed to the end."""
     folder, registry = tmp_path_factory.mktemp("loop"), tmp_path_factory.mktemp("registry")
     arguments = [*LOOP, f"paths.registry_root={registry}", f"hydra.run.dir={folder}"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    log = folder.parent / f"{folder.name}.log"  # a file, not a pipe: a full pipe would stall the run
-    with log.open("w") as errors:
-        # registration 1 is the warm start, 2 generation 0's adapter
-        killed = subprocess.run([PYTHON, str(ROOT / "tests" / "kill_at.py"), "registered", "2", *arguments],
-                                cwd=ROOT, env=env, stdout=errors, stderr=errors, timeout=900)
-        assert killed.returncode == -9 and not generation_done(folder, 0), log.read_text()[-3000:]
-        process = subprocess.Popen([PYTHON, "run.py", f"resume={folder}"], cwd=ROOT, env=env, stdout=errors,
-                                   stderr=errors)
-        deadline = time.monotonic() + 900
-        while not generation_done(folder, 0) and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-        process.kill()  # SIGKILL: no cleanup of any kind
-        process.wait(timeout=60)
-    assert generation_done(folder, 0), log.read_text()[-3000:]
+    # registration 1 is the warm start, 2 generation 0's adapter
+    killed = run_py("registered", "2", *arguments, script="tests/kill_at.py", timeout=900)
+    assert killed.returncode == -9 and not generation_done(folder, 0), killed.stderr[-3000:]
+    process = warm_starts().popen(ROOT / "run.py", [f"resume={folder}"], salon_env())
+    deadline = time.monotonic() + 900
+    while not generation_done(folder, 0) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    process.kill()  # SIGKILL: no cleanup of any kind
+    process.wait(timeout=60)
+    log = process.output()[1]
+    assert generation_done(folder, 0), log[-3000:]
     before = json.loads((folder / "loop.json").read_text())
     result = salon(f"resume={folder}", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -15,7 +15,7 @@ import pytest
 
 from agents.models.served import auto_weight_type
 from agents.models.servers import cpu_kind, llama_cpp_home, llama_server_path
-from tests.conftest import PYTHON, ROOT
+from tests.conftest import PYTHON, ROOT, salon_env, warm_starts
 from tests.conftest import run_py as salon
 
 BINARY = llama_server_path()
@@ -106,20 +106,16 @@ def test_model_quantize_null_serves_the_gguf_as_shipped(tmp_path: Path) -> None:
 
 
 def test_no_server_outlives_a_killed_run(tmp_path: Path) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    log = tmp_path / "run.log"
-    with log.open("w") as output:
-        process = subprocess.Popen([PYTHON, "run.py", "model=llamacpp", "experiment=smoke",
-                                    "simulation.rounds=20", "simulation.progress=false",
-                                    f"hydra.run.dir={tmp_path / 'run'}"],
-                                   cwd=ROOT, env=env, stdout=output, stderr=output)
-        deadline, server = time.monotonic() + 180, []
-        while not server and process.poll() is None and time.monotonic() < deadline:
-            server = [p for p in children(process.pid) if p in servers()]
-            time.sleep(0.2)
-        assert server, log.read_text()[-2000:]
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+    arguments = ["model=llamacpp", "experiment=smoke", "simulation.rounds=20", "simulation.progress=false",
+                 f"hydra.run.dir={tmp_path / 'run'}"]
+    process = warm_starts().popen(ROOT / "run.py", arguments, salon_env())
+    deadline, server = time.monotonic() + 180, []
+    while not server and process.poll() is None and time.monotonic() < deadline:
+        server = [p for p in children(process.pid) if p in servers()]
+        time.sleep(0.2)
+    assert server, process.output()[1][-2000:]
+    process.send_signal(signal.SIGKILL)  # the run alone, not its group: its server is left to itself
+    process.wait(timeout=30)
     deadline = time.monotonic() + 20
     while server[0] in servers() and time.monotonic() < deadline:
         time.sleep(0.2)

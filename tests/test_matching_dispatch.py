@@ -4,7 +4,6 @@ line and exit code 2; with match.chat the seeker talks with the best supporter (
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -15,15 +14,13 @@ from agents.bank import load_bank
 from core.errors import UsageError
 from matching.dispatch import best_supporters, dispatch, format_matches, seeker_from
 from matching.scorers import EmbeddingCompatibility, persona_texts
-from tests.conftest import PYTHON, ROOT
+from tests.conftest import ROOT, run_py
 
 BANK = load_bank(ROOT / "agents" / "data" / "bank.jsonl")
 
 
 def salon(tmp_path: Path, *arguments: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([PYTHON, "run.py", f"hydra.run.dir={tmp_path / 'run'}", *arguments], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    return run_py(f"hydra.run.dir={tmp_path / 'run'}", *arguments, timeout=timeout)
 
 
 def test_free_text_seeker_gets_k_best_supporters_best_first(embedder) -> None:

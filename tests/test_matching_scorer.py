@@ -4,8 +4,6 @@ base (or a model of another kind) is refused with one line before any model load
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ from matching.compatibility import CompatibilityPairing, build_scorer, symmetric
 from matching.dispatch import dispatch, seeker_from
 from matching.features import mbti_overlap
 from matching.scorers import TrainedCompatibility, persona_texts
-from tests.conftest import PYTHON, ROOT
+from tests.conftest import ROOT, run_py
 from tests.test_matching_policies import members, play
 from training.registry import ModelRegistry
 from training.scorers import CrossEncoderConfig, read_scorer_info, train_cross_encoder
@@ -100,10 +98,8 @@ def test_a_wrong_scorer_is_refused_when_the_policy_is_built(registry: Path, ref:
 
 
 def test_foreign_scorer_on_the_command_line_is_one_line_and_exit_2(registry: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([PYTHON, "run.py", "task=match", "seeker=I feel lonely.", "match.scorer=foreign",
-                             f"paths.registry_root={registry}", f"hydra.run.dir={tmp_path / 'run'}"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = run_py("task=match", "seeker=I feel lonely.", "match.scorer=foreign",
+                    f"paths.registry_root={registry}", f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "match.scorer=foreign" in result.stderr and "bert-base-uncased" in result.stderr

@@ -5,8 +5,6 @@ that re-ranks recall with it (`memory.selector=`)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from agents.persona import Persona
 from core.records import Episode, MemoryRecord, Scene, Scores, Turn
 from memory.chroma import ChromaMemoryStore
 from memory.retrieval import Forgetting, RetrievalWeights
-from tests.conftest import PYTHON, ROOT, write_stored_run
+from tests.conftest import run_py, write_stored_run
 
 NAMES = ["Ann Lee", "Bob Ray", "Cid Moss", "Dee Park", "Eve Hart", "Fay Cole", "Gus Lund", "Hal Wise"]
 TOPICS = ["kayak", "violin", "orchard", "glacier", "lantern", "falcon", "quilt", "harbour", "pottery",
@@ -63,9 +61,7 @@ def stored_run(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
     return folder
 
 
-def salon(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "run.py", *arguments], cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-                          capture_output=True, text=True, timeout=600)
+salon = run_py
 
 
 def test_a_selector_trained_through_run_py_reranks_a_simulation(stored_run: Path, tmp_path: Path) -> None:

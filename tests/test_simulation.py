@@ -19,7 +19,7 @@ import networkx as nx
 import pytest
 
 from environment.store import SQLiteEpisodeStore
-from tests.conftest import PYTHON, ROOT
+from tests.conftest import ROOT, run_py, warm_starts
 
 # The brief's bound for a smoke run (about 30 s on an idle 2-core machine); raise it with
 # SALON_SMOKE_LIMIT on a machine shared with other heavy jobs.
@@ -37,8 +37,7 @@ def salon_env() -> dict[str, str]:
 
 def salon(*arguments: str, timeout: float = LIMIT + 60) -> tuple[subprocess.CompletedProcess, float]:
     started = time.perf_counter()
-    result = subprocess.run([PYTHON, "run.py", *arguments], cwd=ROOT, env=salon_env(),
-                            capture_output=True, text=True, timeout=timeout)
+    result = run_py(*arguments, timeout=timeout)
     return result, time.perf_counter() - started
 
 
@@ -176,21 +175,19 @@ def rounds_done(database: Path) -> tuple[int, int]:
 def test_interrupted_run_resumes_without_losing_or_duplicating_episodes(tmp_path: Path) -> None:
     folder = tmp_path / "run"
     database = folder / "episodes.sqlite"
-    command = [PYTHON, "run.py", "experiment=smoke", "simulation.rounds=2", "simulation.progress=false",
-               "model.max_new_tokens=24", f"hydra.run.dir={folder}"]
-    # A shell starts background jobs with SIGINT ignored and children inherit that (then Python
-    # installs no KeyboardInterrupt handler): give the run the default, as a terminal would.
-    process = subprocess.Popen(command, cwd=ROOT, env=salon_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    arguments = ["experiment=smoke", "simulation.rounds=2", "simulation.progress=false",
+                 "model.max_new_tokens=24", f"hydra.run.dir={folder}"]
+    # With SIGINT's default handler (KeyboardInterrupt), as a run started from a terminal has it
+    process = warm_starts().popen(ROOT / "run.py", arguments, salon_env())
     try:
         deadline = time.monotonic() + LIMIT + 60
         while rounds_done(database)[0] < 1:
-            assert process.poll() is None, f"the run ended before round 0 finished: {process.stderr.read()}"
+            assert process.poll() is None, f"the run ended before round 0 finished: {process.output()[1]}"
             assert time.monotonic() < deadline, "round 0 never completed"
             time.sleep(0.2)
         process.send_signal(signal.SIGINT)  # Ctrl-C during round 1
-        _, stderr = process.communicate(timeout=LIMIT)
+        process.wait(timeout=LIMIT)
+        stderr = process.output()[1]
     finally:
         if process.poll() is None:
             process.kill()

@@ -4,19 +4,15 @@ runs the sweep's jobs in parallel processes, each a whole Salon run in its own f
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
-from tests.conftest import PYTHON, ROOT
+from tests.conftest import run_py
 
 
 def test_a_joblib_sweep_runs_each_policy_in_its_own_folder(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    result = subprocess.run(
-        [PYTHON, "run.py", "-m", "experiment=smoke", "matching=random,homophily", "hydra/launcher=joblib",
-         "hydra.launcher.n_jobs=2", "simulation.progress=false", f"hydra.sweep.dir={sweep}"],
-        cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600)
+    result = run_py("-m", "experiment=smoke", "matching=random,homophily", "hydra/launcher=joblib",
+                    "hydra.launcher.n_jobs=2", "simulation.progress=false", f"hydra.sweep.dir={sweep}")
     assert result.returncode == 0, result.stderr[-2000:]
     folders = sorted(p.parent for p in sweep.glob("*/episodes.jsonl"))
     assert len(folders) == 2
@@ -32,9 +28,7 @@ def test_a_joblib_sweep_runs_each_policy_in_its_own_folder(tmp_path: Path) -> No
 def test_the_slurm_launcher_option_composes_into_submitit() -> None:
     """`hydra/launcher=slurm` (conf/hydra/launcher/slurm.yaml) is submitit's SLURM launcher with
     Salon's defaults; there is no SLURM here to submit to, so only the composition is checked."""
-    result = subprocess.run([PYTHON, "run.py", "--cfg", "hydra", "hydra/launcher=slurm",
-                             "hydra.launcher.partition=gpu"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=120)
+    result = run_py("--cfg", "hydra", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "submitit_launcher.SlurmLauncher" in result.stdout and "partition: gpu" in result.stdout
     assert "timeout_min: 240" in result.stdout
