@@ -19,6 +19,6 @@ def quiet_libraries() -> None:
 
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
-    for name in ("chromadb", "httpx", "sentence_transformers", "urllib3"):
+    for name in ("chromadb", "httpx", "httpx2", "openai", "sentence_transformers", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*GGUF.*")

@@ -80,6 +80,7 @@ def test_a_default_simulation_runs_on_llama_server_and_stops_it(tmp_path: Path) 
     result = salon("model=llamacpp", "experiment=smoke", "conversation.max_turns=4", "simulation.rounds=2",
                    "simulation.progress=false", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "HTTP Request" not in result.stdout + result.stderr  # the client libraries' per-request log
     episodes = [json.loads(line) for line in (tmp_path / "episodes.jsonl").read_text().splitlines()]
     assert len(episodes) == 4
     turns = [t for e in episodes for t in e["turns"]]
