@@ -20,7 +20,9 @@ _GOODBYE = re.compile(
 _AI_DISCLAIMER = re.compile(
     r"\bas an? (?:ai|artificial intelligence)\b|\blanguage model\b|\bnot an? ai\b"
     r"|\bas an? (?:[\w-]+ ){0,3}(?:ai )?assistant\b"
-    r"|\b(?:i am|i'm) (?:just |only )?an? (?:ai|artificial intelligence|chatbot|virtual assistant)\b"
+    # "I'm just an AI", "I'm more than just a chatbot" (read in a model=llamacpp run, 2026-12-07)
+    r"|\b(?:i am|i'm) (?:(?:more than|not|just|only|simply|merely|really|actually) )*"
+    r"an? (?:ai|artificial intelligence|chatbot|virtual assistant)\b"
     # a speaker (or its partner) described as an assistant: "I'm Emily, a creative writing assistant"
     r"|\b(?:i am|i'm|you are|you're)(?: [\w,-]+){0,4} (?:ai|writing|virtual|digital) assistant\b", re.I)
 

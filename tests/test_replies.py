@@ -96,6 +96,7 @@ def test_a_reply_that_gives_its_speakers_own_name_is_kept(raw: str) -> None:
     "You're an AI assistant designed to support creative writing endeavors.",
     "I'm sorry I can help, but as a creative writing AI assistant, my primary function is to assist.",
     "I'm sorry to inform you that I am not a personal AI assistant.",
+    "You're right, I'm more than just a chatbot!",  # read in a model=llamacpp run (2026-12-07)
 ])
 def test_ai_disclaimers_are_rejected(raw: str) -> None:
     assert "AI" in rejected(raw)
@@ -103,6 +104,7 @@ def test_ai_disclaimers_are_rejected(raw: str) -> None:
 
 @pytest.mark.parametrize("raw", [
     "My AI assistant at work is useless.", "I'm an aide at the clinic.",
+    "I'm working on a chatbot for the bank.",
     "She was an airline pilot.", "I said goodbye to my old job last year.",
 ])
 def test_ordinary_replies_are_not_mistaken_for_disclaimers(raw: str) -> None:
