@@ -19,6 +19,7 @@ Protocol, one JSON object a line on the server's stdin, one answer a line on its
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib
 import io
 import json
@@ -186,8 +187,11 @@ class WarmProcess:
             os.kill(self.pid, number)
 
     def kill(self) -> None:
-        if self.poll() is None:
-            os.killpg(self.pid, signal.SIGKILL)  # it leads its own group: all it started
+        """SIGKILL to the child's group (it leads its own: all it started); a child that has
+        ended is a zombie until `wait` reaps it, so its pid is not anyone else's yet."""
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
 
     def output(self) -> tuple[str, str]:
         return read_text(self.files[1]), read_text(self.files[2])
@@ -254,6 +258,9 @@ class WarmStarts:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+            raise
+        except BaseException:  # Ctrl-C of the tests, perhaps mid-answer: the child does not outlive it
+            process.kill()
             raise
         stdout, stderr = process.output()
         for path in process.files:
